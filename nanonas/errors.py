@@ -1,0 +1,25 @@
+"""The exceptions nanonas raises for a user's mistake or environment, each with a one-line message.
+
+The CLI prints `nanonas: error: <message>` for any NanonasError and exits non-zero; everything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "DataError", "DivergedError", "NanonasError"]
+
+
+class NanonasError(Exception):
+    """Bad input or a missing resource: the message is one line a user can act on."""
+
+
+class ConfigError(NanonasError, ValueError):
+    """An option has a bad value (the message names it and the valid choices)."""
+
+
+class DataError(NanonasError):
+    """A dataset is absent, unreadable or cannot be downloaded."""
+
+
+class DivergedError(NanonasError):
+    """Training produced a NaN or infinite loss; the trial fails with this as its reason."""
