@@ -1,0 +1,56 @@
+"""nanonas: neural architecture search for small CNNs on top of Optuna.
+
+    import nanonas
+    model = nanonas.nano_nas("evolution", population_size=10, generations=5, dataset="synthetic")
+    model.study.best_trials, model.arch
+
+The pieces compose without Optuna too: `Architecture.parse(...)` -> `NanoNet(arch)` ->
+`train(arch, TrainConfig(), train_set=..., val_set=...)`. The CLI is `python -m nanonas.study`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nanonas.data import DATASETS, ImageData, load, split
+from nanonas.errors import ConfigError, DataError, DivergedError, NanonasError
+from nanonas.model import NanoNet, count_flops, count_params
+from nanonas.space import OP_NAMES, OPS, SPACE_VERSION, Architecture, sample
+from nanonas.train import History, TrainConfig, train
+
+__all__ = [
+    "DATASETS",
+    "OPS",
+    "OP_NAMES",
+    "SPACE_VERSION",
+    "Architecture",
+    "ConfigError",
+    "DataError",
+    "DivergedError",
+    "History",
+    "ImageData",
+    "NanoNet",
+    "NanonasError",
+    "StudyConfig",
+    "TrainConfig",
+    "count_flops",
+    "count_params",
+    "load",
+    "nano_nas",
+    "run",
+    "sample",
+    "split",
+    "train",
+]
+
+_FROM_STUDY = ("StudyConfig", "nano_nas", "run")
+
+
+def __getattr__(name: str) -> Any:
+    # nanonas.study is imported on first use, not here: `python -m nanonas.study` would otherwise
+    # find the module already imported by the package and run a second copy of it.
+    if name in _FROM_STUDY:
+        from nanonas import study
+
+        return getattr(study, name)
+    raise AttributeError(f"module 'nanonas' has no attribute {name!r}")
