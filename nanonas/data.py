@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import shutil
 import socket
 import urllib.error
 from collections.abc import Callable, Iterator
@@ -106,9 +107,12 @@ def _download(name: str, cls: type, data_dir: Path, train: bool, url: str) -> ob
     # A bounded wait: behind a firewall that drops packets a download would otherwise hang.
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(30)
+    created = not data_dir.exists()
     try:
         return cls(str(data_dir), train=train, download=True)
     except (urllib.error.URLError, OSError, RuntimeError) as e:
+        if created:  # a failed first download leaves nothing behind, not even the folder
+            shutil.rmtree(data_dir, ignore_errors=True)
         reason = getattr(e, "reason", None) or e
         raise DataError(
             f"{name} is not in --data-dir {data_dir} and could not be downloaded ({reason}); "
@@ -164,19 +168,24 @@ def _cache_dir() -> Path:
 
 
 def _decode_all(files: list[Path]) -> torch.Tensor:
-    from torchvision.io import ImageReadMode, decode_image
+    import numpy as np
+    from PIL import Image  # comes with torchvision; torchvision.io's decoders are deprecated
 
-    first = decode_image(str(files[0]), mode=ImageReadMode.RGB)
-    images = torch.empty((len(files), *first.shape), dtype=torch.uint8)
+    def decode(f: Path) -> np.ndarray:
+        with Image.open(f) as img:
+            return np.asarray(img.convert("RGB"))
+
+    first = decode(files[0])
+    images = np.empty((len(files), *first.shape), dtype=np.uint8)
     for i, f in enumerate(files):
-        img = decode_image(str(f), mode=ImageReadMode.RGB)
+        img = decode(f)
         if img.shape != first.shape:
             raise DataError(
                 f"imagefolder images must share one size: {files[0]} is "
-                f"{tuple(first.shape[1:])}, {f} is {tuple(img.shape[1:])}"
+                f"{first.shape[1]}x{first.shape[0]}, {f} is {img.shape[1]}x{img.shape[0]}"
             )
         images[i] = img
-    return images
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 
 def _synthetic(data_dir: Path, train: bool) -> ImageData:

@@ -90,6 +90,15 @@ class StudyConfig:
             isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in self.widths
         ):
             raise ConfigError(f"widths must be positive integers, got {self.widths!r}")
+        if not isinstance(self.progress, bool):
+            raise ConfigError(f"progress must be true or false, got {self.progress!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.val_fraction, (int, float)) or not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val-fraction must be between 0 and 1, got {self.val_fraction!r}")
+        for name in ("study_name", "data_dir", "device"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name.replace('_', '-')} must be a string")
         TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr)  # validates
 
     @property
@@ -111,6 +120,8 @@ def _check_storage_url(url: str) -> None:
     import sqlalchemy.exc
 
     try:
+        if not isinstance(url, str):
+            raise ValueError(url)
         parsed = sqlalchemy.engine.make_url(url)
         parsed.get_dialect()
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ValueError):
@@ -190,6 +201,12 @@ def run(config: StudyConfig) -> optuna.Study:
         },
     )
 
+    if config.multi_objective and config.pruner != "none" and config.progress:
+        print(
+            "nanonas: note: Optuna prunes single-objective studies only; every trial of this "
+            "study trains all its epochs",
+            file=sys.stderr,
+        )
     progress = _Progress(config)
     objective = _Objective(config, train_set, val_set, progress)
     verbosity = optuna.logging.get_verbosity()
@@ -218,10 +235,13 @@ def _storage(url: str) -> optuna.storages.RDBStorage:
 
 def _check_resumable(study: optuna.Study, config: StudyConfig) -> None:
     attrs = study.user_attrs
+    wanted = [OBJECTIVES[o] for o in config.objectives]
+    have = [d.name.lower() for d in study.directions]
     old = attrs.get("config", {}).get("objectives")
-    if old is not None and list(old) != list(config.objectives):
+    if have != wanted or (old is not None and list(old) != list(config.objectives)):
+        described = ",".join(old) if old else f"directions {','.join(have)}"
         raise ConfigError(
-            f"study {config.name!r} has objectives {','.join(old)}, not "
+            f"study {config.name!r} has objectives {described}, not "
             f"{','.join(config.objectives)}; pass a new --study-name"
         )
     old_version = attrs.get("space", {}).get("version")
@@ -509,6 +529,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m nanonas.study",
         description=__doc__.split("\n")[0],
         argument_default=argparse.SUPPRESS,
+        allow_abbrev=False,  # --epoch must not quietly mean --epochs
     )
     p.add_argument("--config", help="a study preset (TOML); flags override its values")
     p.add_argument("--sampler", help=f"one of {', '.join(SAMPLERS)} (default nsga2)")
@@ -541,17 +562,24 @@ def _coerce(values: dict[str, Any], source: str) -> dict[str, Any]:
         if name not in fields:
             valid = ", ".join(sorted(fields))
             raise ConfigError(f"unknown key {key!r} in {source}; valid: {valid}")
-        if name in ("objectives", "widths") and isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if name == "widths":
-            try:
-                value = [int(v) for v in value]
-            except (TypeError, ValueError):
-                raise ConfigError(f"widths must be integers, got {value!r}") from None
         if name in ("objectives", "widths"):
-            value = tuple(value)
+            value = _as_tuple(name, value)
         out[name] = value
     return out
+
+
+def _as_tuple(name: str, value: Any) -> tuple:
+    """`a,b` or a TOML list -> a tuple (of ints for widths)."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{name} must be a comma-separated string or a list, got {value!r}")
+    if name == "widths":
+        try:
+            value = [int(v) for v in value]
+        except (TypeError, ValueError):
+            raise ConfigError(f"widths must be integers, got {value!r}") from None
+    return tuple(value)
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> StudyConfig:
@@ -567,11 +595,11 @@ def config_from_args(argv: Sequence[str] | None = None) -> StudyConfig:
             raise ConfigError(f"--config {preset}: no such file") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"--config {preset}: not valid TOML ({e})") from None
-    merged.update(_coerce(args, "the flags"))
     try:
+        merged.update(_coerce(args, "the flags"))
         return StudyConfig(**merged)
     except TypeError as e:  # a TOML value of the wrong type
-        raise ConfigError(str(e)) from None
+        raise ConfigError(f"--config {preset}: {e}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
