@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+import torch
+from PIL import Image
+
+from nanonas import data
+from nanonas.errors import ConfigError, DataError
+
+
+def test_synthetic_is_seeded_balanced_and_uint8():
+    a, b = data.load("synthetic"), data.load("synthetic")
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert a.images.dtype == torch.uint8 and a.images.shape[1:] == (3, 16, 16)
+    assert a.num_classes == 10
+    assert torch.bincount(a.labels).tolist() == [len(a) // 10] * 10
+    test = data.load("synthetic", train=False)
+    assert not torch.equal(test.images[: len(test)], a.images[: len(test)])
+
+
+def test_split_is_seeded_disjoint_and_ten_percent():
+    full = data.load("synthetic")
+    train, val = data.split(full, seed=3)
+    assert (len(train), len(val)) == (len(full) - len(full) // 10, len(full) // 10)
+    again, val_again = data.split(full, seed=3)
+    assert torch.equal(val.images, val_again.images)
+    _, other = data.split(full, seed=4)
+    assert not torch.equal(val.labels, other.labels)
+    # no validation image is a training image: compare whole images as rows
+    rows = {bytes(img.numpy()) for img in train.images}
+    assert not any(bytes(img.numpy()) in rows for img in val.images)
+    assert train.mean == full.mean  # normalized as the whole training set
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 1.5, -0.1])
+def test_split_rejects_bad_fractions(fraction):
+    with pytest.raises(ConfigError, match="val_fraction"):
+        data.split(data.load("synthetic"), val_fraction=fraction)
+
+
+def test_unknown_dataset_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="valid datasets: cifar10, cifar100, imagefolder"):
+        data.load("mnist")
+
+
+def test_cifar10_offline_is_one_clear_line(tmp_path):
+    # the conftest proxy makes the real download fail the way an offline machine does
+    with pytest.raises(DataError) as err:
+        data.load("cifar10", data_dir=tmp_path / "empty")
+    message = str(err.value)
+    assert "\n" not in message
+    assert f"--data-dir {tmp_path / 'empty'}" in message and "cifar-10-python.tar.gz" in message
+
+
+def write_png(img: torch.Tensor, path: str) -> None:
+    Image.fromarray(img.permute(1, 2, 0).numpy()).save(path)
+
+
+def _write_tree(root, sizes=(8, 8)):
+    torch.manual_seed(0)
+    images = {}
+    for c in ("cat", "dog", "emu"):
+        (root / "train" / c).mkdir(parents=True)
+        for i in range(3):
+            img = torch.randint(0, 256, (3, *sizes), dtype=torch.uint8)
+            write_png(img, str(root / "train" / c / f"{i}.png"))
+            images[(c, i)] = img
+    return images
+
+
+def test_imagefolder_decodes_every_image_and_caches(tmp_path):
+    written = _write_tree(tmp_path / "ds")
+    d = data.load("imagefolder", data_dir=tmp_path / "ds")
+    assert d.classes == ("cat", "dog", "emu")
+    assert d.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert torch.equal(d.images[4], written[("dog", 1)])  # PNG is lossless
+    cached = list((tmp_path / "cache" / "nanonas").iterdir())
+    assert len(cached) == 1
+    again = data.load("imagefolder", data_dir=tmp_path / "ds")
+    assert torch.equal(again.images, d.images)
+    # a rewritten image changes the cache key: the tree is decoded again
+    new = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    write_png(new, str(tmp_path / "ds" / "train" / "dog" / "1.png"))
+    os.utime(tmp_path / "ds" / "train" / "dog" / "1.png", ns=(1, 1))
+    assert torch.equal(data.load("imagefolder", data_dir=tmp_path / "ds").images[4], new)
+
+
+def test_imagefolder_errors_name_the_folder(tmp_path):
+    with pytest.raises(DataError, match=str(tmp_path / "nothing" / "train")):
+        data.load("imagefolder", data_dir=tmp_path / "nothing")
+    (tmp_path / "one" / "train" / "only").mkdir(parents=True)
+    with pytest.raises(DataError, match="at least 2 class folders"):
+        data.load("imagefolder", data_dir=tmp_path / "one")
+
+
+def _raw(d: data.ImageData) -> data.ImageData:
+    """The same images with a normalization that leaves pixel values as they are."""
+    channels = d.images.shape[1]
+    return dataclasses.replace(d, mean=(0.0,) * channels, std=(1 / 255,) * channels)
+
+
+def test_loader_without_augmentation_yields_every_image_once(synthetic):
+    train, _ = synthetic
+    loader = data.DeviceLoader(_raw(train), batch_size=256, device="cpu")
+    xs, ys = zip(*loader, strict=True)
+    assert len(xs) == len(loader)
+    assert torch.equal(torch.cat(xs), train.images.float())
+    assert torch.equal(torch.cat(ys), train.labels)
+
+
+def test_loader_normalizes_to_zero_mean_unit_std(synthetic):
+    train, _ = synthetic
+    x = torch.cat([x for x, _ in data.DeviceLoader(train, batch_size=512, device="cpu")])
+    assert x.mean(dim=(0, 2, 3)).abs().max() < 0.02
+    assert (x.std(dim=(0, 2, 3)) - 1).abs().max() < 0.02
+
+
+def _windows(img: torch.Tensor, pad: int) -> list[torch.Tensor]:
+    """Every crop of the zero-padded image, and its mirror images."""
+    padded = torch.nn.functional.pad(img, (pad,) * 4)
+    h, w = img.shape[1:]
+    crops = [
+        padded[:, y : y + h, x : x + w] for y in range(2 * pad + 1) for x in range(2 * pad + 1)
+    ]
+    return crops + [c.flip(2) for c in crops]
+
+
+def test_augmentation_is_a_padded_crop_and_a_flip_per_image():
+    # distinct values everywhere, so a crop or flip shows in every pixel
+    torch.manual_seed(0)
+    images = torch.randint(1, 256, (64, 3, 16, 16), dtype=torch.uint8)
+    d = _raw(data.ImageData.create(images, torch.zeros(64, dtype=torch.int64), ("a", "b")))
+    loader = data.DeviceLoader(d, batch_size=64, device="cpu", augment=True, seed=1)
+    ((x, _),) = list(loader)
+    assert x.shape == images.shape and x.min() >= 0 and x.max() <= 255
+    flipped = shifted = 0
+    for out, img in zip(x.to(torch.uint8), images, strict=True):
+        matches = [i for i, c in enumerate(_windows(img, pad=2)) if torch.equal(c, out)]
+        assert matches, "output is no padded crop of its input"
+        flipped += matches[0] >= 25
+        shifted += matches[0] % 25 != 12  # 12: the centre crop, no shift
+    assert 16 < flipped < 48  # about half flipped
+    assert shifted > 40  # most images moved
+
+
+def test_augmentation_is_seeded(synthetic):
+    train, _ = synthetic
+
+    def first(seed):
+        return next(
+            iter(
+                data.DeviceLoader(
+                    train, batch_size=32, device="cpu", augment=True, shuffle=True, seed=seed
+                )
+            )
+        )[0]
+
+    assert torch.equal(first(5), first(5))
+    assert not torch.equal(first(5), first(6))
