@@ -390,6 +390,7 @@ class _Progress:
     def trial_started(self, number: int, arch: space.Architecture) -> None:
         self.epoch_bar.reset(total=self.epochs)
         self.epoch_bar.set_description(f"trial {number}")
+        self.epoch_bar.set_postfix_str("")  # not the last trial's accuracy
 
     def epoch_done(self, epoch: int, acc: float) -> None:
         self.epoch_bar.update(1)
