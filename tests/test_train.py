@@ -14,7 +14,9 @@ CPU = dict(batch_size=64, device="cpu")
 
 def test_a_good_network_beats_chance_within_one_epoch(synthetic):
     train_set, val_set = synthetic
-    history = train(GOOD, TrainConfig(epochs=1, **CPU), train_set=train_set, val_set=val_set)
+    # batch 32: 57 steps; over seeds 0-9 the first epoch ended at 0.39-0.80
+    config = TrainConfig(epochs=1, batch_size=32, device="cpu")
+    history = train(GOOD, config, train_set=train_set, val_set=val_set)
     assert len(history.val_acc) == 1
     assert history.val_acc[0] > 0.3  # chance is 0.1 on 200 validation images
     assert history.device == "cpu" and history.seconds > 0
