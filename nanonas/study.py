@@ -164,11 +164,31 @@ PRUNERS: dict[str, Callable[[StudyConfig], optuna.pruners.BasePruner]] = {
 
 def run(config: StudyConfig) -> optuna.Study:
     """Run `config.n_trials` more trials of the study `config` names and return the study."""
+    return _optimize(config, *_prepare_data(config))
+
+
+def _prepare_data(config: StudyConfig) -> tuple[data.ImageData, data.ImageData]:
+    """The train and validation splits, moved to the training device once for the whole run."""
     device = resolve_device(config.device)
     full = data.load(config.dataset, data_dir=config.data_dir)
     train_set, val_set = data.split(full, val_fraction=config.val_fraction, seed=config.seed)
-    train_set, val_set = train_set.to(device), val_set.to(device)  # once for the whole study
+    return train_set.to(device), val_set.to(device)
 
+
+def _train_config(config: StudyConfig, trial_number: int) -> TrainConfig:
+    """How a trial trains: the study's recipe, seeded by the trial's number."""
+    return TrainConfig(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        device=config.device,
+        seed=config.seed + trial_number,
+    )
+
+
+def _optimize(
+    config: StudyConfig, train_set: data.ImageData, val_set: data.ImageData
+) -> optuna.Study:
     storage = _storage(config.storage)
     study = optuna.create_study(
         storage=storage,
@@ -196,8 +216,8 @@ def run(config: StudyConfig) -> optuna.Study:
             "dataset": config.dataset,
             "train": len(train_set),
             "val": len(val_set),
-            "classes": full.num_classes,
-            "image_size": full.image_size,
+            "classes": train_set.num_classes,
+            "image_size": train_set.image_size,
         },
     )
 
@@ -328,13 +348,7 @@ class _Objective:
                         f"at validation accuracy {acc:.4f}"
                     )
 
-        train_config = TrainConfig(
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            device=cfg.device,
-            seed=cfg.seed + trial.number,
-        )
+        train_config = _train_config(cfg, trial.number)
         self.progress.trial_started(trial.number, arch)
         start = time.perf_counter()
         try:
@@ -492,26 +506,14 @@ def nano_nas(
             **options,
         }
     )
-    study = run(config)
+    train_set, val_set = _prepare_data(config)  # loaded once for the search and the retraining
+    study = _optimize(config, train_set, val_set)
     best = best_trials(study)
     if not best:
         raise NanonasError(f"no trial of study {config.name!r} completed; nothing to return")
     trial = max(best, key=lambda t: t.values[0])
     arch = space.Architecture.parse(trial.user_attrs["arch"])
-    full = data.load(config.dataset, data_dir=config.data_dir)
-    train_set, val_set = data.split(full, val_fraction=config.val_fraction, seed=config.seed)
-    history = train(
-        arch,
-        TrainConfig(
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            lr=config.lr,
-            device=config.device,
-            seed=config.seed + trial.number,
-        ),
-        train_set=train_set,
-        val_set=val_set,
-    )
+    history = train(arch, _train_config(config, trial.number), train_set=train_set, val_set=val_set)
     model = history.model.eval()
     model.study = study
     return model
