@@ -28,6 +28,7 @@ __all__ = [
     "OP_NAMES",
     "SPACE_VERSION",
     "WIDTHS",
+    "distributions",
     "Architecture",
     "OpSpec",
     "sample",
@@ -130,3 +131,15 @@ def sample(trial: optuna.trial.BaseTrial, *, widths: tuple[int, ...] = WIDTHS) -
     width = trial.suggest_categorical("width", tuple(widths))
     ops = [trial.suggest_categorical(f"block_{i}", OP_NAMES) for i in range(2 * BLOCKS_PER_STAGE)]
     return Architecture.from_ops(ops, width)
+
+
+def distributions(
+    widths: tuple[int, ...] = WIDTHS,
+) -> dict[str, optuna.distributions.CategoricalDistribution]:
+    """The parameters `sample` suggests, by name: what a sampler needs to know of the space."""
+    import optuna.distributions  # here, not at the top: the space itself needs no Optuna
+
+    return {"width": optuna.distributions.CategoricalDistribution(tuple(widths))} | {
+        f"block_{i}": optuna.distributions.CategoricalDistribution(OP_NAMES)
+        for i in range(2 * BLOCKS_PER_STAGE)
+    }
