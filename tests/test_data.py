@@ -153,10 +153,129 @@ def test_augmentation_is_seeded(synthetic):
         return next(
             iter(
                 data.DeviceLoader(
-                    train, batch_size=32, device="cpu", augment=True, shuffle=True, seed=seed
+                    train,
+                    batch_size=32,
+                    device="cpu",
+                    augment=True,
+                    cutout=4,
+                    shuffle=True,
+                    seed=seed,
                 )
             )
         )[0]
 
     assert torch.equal(first(5), first(5))
     assert not torch.equal(first(5), first(6))
+
+
+def _coordinates(n: int, size: int) -> data.ImageData:
+    """Images whose channel 0 is the row + 1 and channel 1 the column + 1 of each pixel, and
+    channel 2 is 200: where any pixel of a crop came from can be read off it; padding is 0."""
+    rows = torch.arange(1, size + 1).view(size, 1).expand(size, size)
+    img = torch.stack([rows, rows.T, torch.full((size, size), 200)]).to(torch.uint8)
+    images = img.expand(n, 3, size, size).contiguous()
+    return _raw(data.ImageData.create(images, torch.zeros(n, dtype=torch.int64), ("a", "b")))
+
+
+def _shift(crop: torch.Tensor, pad: int) -> tuple[int, int] | None:
+    """(dy, dx) if `crop` of a `_coordinates` image is that image shifted by at most `pad`
+    pixels with zeros coming in, else None."""
+    size = crop.shape[-1]
+    real = crop[2] == 200
+    if (crop[:, ~real] != 0).any():
+        return None  # what is not the image must be zero padding
+    row, col = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    dy = (crop[0].long() - 1 - row)[real].unique()
+    dx = (crop[1].long() - 1 - col)[real].unique()
+    if len(dy) != 1 or len(dx) != 1 or max(abs(dy.item()), abs(dx.item())) > pad:
+        return None
+    return dy.item(), dx.item()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_crops_are_shifts_within_the_padding_and_flips_mirror(channels_last):
+    size, pad = 16, 2  # the loader pads by 1/8 of the side
+    loader = data.DeviceLoader(
+        _coordinates(256, size),
+        batch_size=256,
+        device="cpu",
+        augment=True,
+        seed=3,
+        channels_last=channels_last,
+    )
+    ((x, _),) = list(loader)
+    assert x.dtype == torch.float32 and x.shape == (256, 3, size, size)
+    assert x.is_contiguous(memory_format=torch.channels_last) == channels_last
+    shifts, flipped = set(), 0
+    for out in x.to(torch.uint8):
+        plain, mirrored = _shift(out, pad), _shift(out.flip(2), pad)
+        assert (plain is None) != (mirrored is None), "not one shifted crop, flipped or not"
+        shifts.add(plain or mirrored)
+        flipped += mirrored is not None
+    assert 80 < flipped < 176  # about half of 256
+    assert len(shifts) > 20  # of the 25 possible
+
+
+def test_small_images_are_only_flipped():
+    # under 8 pixels the padding is 0: an image either stays or is exactly its mirror
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (100, 3, 7, 7), dtype=torch.uint8)
+    d = _raw(data.ImageData.create(images, torch.zeros(100, dtype=torch.int64), ("a", "b")))
+    ((x, _),) = list(data.DeviceLoader(d, batch_size=100, device="cpu", augment=True))
+    x = x.to(torch.uint8)
+    flipped = (x == images.flip(3)).flatten(1).all(1)
+    kept = (x == images).flatten(1).all(1)
+    assert (flipped | kept).all()
+    assert torch.equal(x[flipped], images.flip(3)[flipped])
+    assert 25 < flipped.sum() < 75
+
+
+@pytest.mark.parametrize("size", [1, 5, 16])
+def test_cutout_zeroes_one_square_of_the_requested_size(size):
+    torch.manual_seed(0)
+    images = torch.randint(1, 256, (64, 3, 16, 16), dtype=torch.uint8)  # no zero pixel
+    d = _raw(data.ImageData.create(images, torch.zeros(64, dtype=torch.int64), ("a", "b")))
+    ((x, _),) = list(data.DeviceLoader(d, batch_size=64, device="cpu", cutout=size, seed=2))
+    corners = set()
+    for out, img in zip(x, images.float(), strict=True):
+        zero = out == 0
+        assert torch.equal(zero[0], zero[1]) and torch.equal(zero[0], zero[2])  # all channels
+        rows, cols = zero[0].nonzero().unbind(1)
+        assert zero[0].sum() == size * size
+        assert rows.max() - rows.min() == cols.max() - cols.min() == size - 1  # a square
+        assert torch.equal(out[~zero], img[~zero])  # and nothing else changed
+        corners.add((rows.min().item(), cols.min().item()))
+    assert len(corners) > 10 or size == 16  # placed at random (a 16 x 16 square has one place)
+
+
+def test_cutout_is_zero_after_normalization_and_checked(synthetic):
+    train, _ = synthetic
+    plain = next(iter(data.DeviceLoader(train, batch_size=32, device="cpu")))[0]
+    cut = next(iter(data.DeviceLoader(train, batch_size=32, device="cpu", cutout=4)))[0]
+    changed = cut != plain
+    assert (cut[changed] == 0).all()  # zero is the mean colour, not black
+    assert changed.flatten(1).sum(1).max() <= 3 * 4 * 4
+    for bad in (-1, 17, 2.5, True):
+        with pytest.raises(ConfigError, match=f"cutout must be .* got {bad!r}"):
+            data.DeviceLoader(train, batch_size=32, device="cpu", cutout=bad)
+
+
+def test_channels_last_changes_the_layout_not_the_values(synthetic):
+    train, _ = synthetic
+
+    def batches(channels_last):
+        loader = data.DeviceLoader(
+            train,
+            batch_size=300,
+            device="cpu",
+            augment=True,
+            cutout=3,
+            shuffle=True,
+            seed=4,
+            channels_last=channels_last,
+        )
+        return list(loader)
+
+    for (a, ya), (b, yb) in zip(batches(False), batches(True), strict=True):
+        assert torch.equal(a, b) and torch.equal(ya, yb)
+        assert b.is_contiguous(memory_format=torch.channels_last)
