@@ -71,6 +71,15 @@ class EpochPruner:
         ratio = self.max_epochs / self.min_epochs
         return max(1, math.floor(math.log(ratio, self.reduction_factor) + 1e-9) + 1)
 
+    def judges(self, epoch: int) -> bool:
+        """Whether a trial can be pruned after `epoch` at all: where it cannot, nobody needs to
+        read the study's trials (a database round trip per worker per epoch)."""
+        if self.flavour == "none" or epoch >= self.max_epochs:
+            return False
+        if self.flavour == "median":
+            return epoch >= self.warmup_epochs
+        return self._rung(epoch) is not None
+
     def prune_reason(
         self, trials: Sequence[FrozenTrial], *, number: int, curve: Sequence[float], sizes: dict
     ) -> str | None:

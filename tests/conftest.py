@@ -1,10 +1,14 @@
-"""Shared fixtures: tiny synthetic data, and a way to run the real CLI in a subprocess."""
+"""Shared fixtures: tiny synthetic data, a way to run the real CLI in a subprocess, and the
+database servers that shared studies use."""
 
 from __future__ import annotations
 
+import functools
 import os
+import socket
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -50,3 +54,34 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=300,
     )
+
+
+# The servers CI runs (override with NANONAS_TEST_POSTGRES / _MYSQL / _REDIS). Without one a
+# test skips, saying why; with CI=true it fails instead, so CI can never pass by skipping.
+SERVERS = {
+    "postgresql": os.environ.get(
+        "NANONAS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+    ),
+    "mysql": os.environ.get("NANONAS_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+    "redis": os.environ.get("NANONAS_TEST_REDIS", "redis://127.0.0.1:6379/0"),
+}
+
+
+@functools.cache
+def _unreachable(kind: str) -> str | None:
+    parts = urllib.parse.urlsplit(SERVERS[kind])
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=2).close()
+    except OSError as e:
+        return f"no {kind} server at {parts.hostname}:{parts.port} ({e})"
+    return None
+
+
+def server(kind: str) -> str:
+    """The URL of the `kind` server; skip without one, but fail in CI (CI=true)."""
+    reason = _unreachable(kind)
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI=true, so tests that need it must not skip")
+        pytest.skip(reason)
+    return SERVERS[kind]

@@ -106,3 +106,12 @@ def test_none_never_prunes_and_unknown_flavours_list_the_valid_ones():
     assert EpochPruner("none").prune_reason(trials, number=9, curve=[0, 0], sizes={}) is None
     with pytest.raises(ValueError, match="unknown pruner 'mediam'; valid: " + ", ".join(FLAVOURS)):
         EpochPruner("mediam")
+
+
+@pytest.mark.parametrize(
+    ("flavour", "epochs"),
+    [("median", [2, 3, 4, 5]), ("sha", [1, 3]), ("hyperband", [1, 3]), ("none", [])],
+)
+def test_judges_exactly_the_epochs_where_pruning_is_possible(flavour, epochs):
+    pruner = EpochPruner(flavour, max_epochs=6, warmup_epochs=2)
+    assert [e for e in range(1, 7) if pruner.judges(e)] == epochs

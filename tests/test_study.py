@@ -18,13 +18,21 @@ from nanonas import study as study_mod
 from nanonas.data import DeviceLoader, load, split
 from nanonas.errors import ConfigError
 from nanonas.model import NanoNet, count_flops, count_params
+from nanonas.samplers import EvolutionSampler
 from nanonas.space import SPACE_VERSION, Architecture
 from nanonas.study import StudyConfig, config_from_args, nano_nas, run
 from nanonas.train import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = Architecture.parse("w8:conv3x3,sep_conv3x3,conv3x3,skip/conv3x3,sep_conv3x3,conv3x3,skip")
+# Five different good networks: a duplicate would reuse its original's result, not train.
+GOODS = [
+    Architecture.from_ops((*GOOD.ops[:7], last), 8)
+    for last in ("skip", "conv3x3", "sep_conv3x3", "conv5x5", "dil_conv3x3")
+]
 WEAK = Architecture.parse("w8:zero,zero,zero,zero/zero,zero,zero,zero")
+# As weak, but larger than every good network (at width 24): nothing excuses its accuracy.
+WEAK_BIG = Architecture.parse("w24:zero,zero,zero,zero/zero,zero,zero,zero")
 
 
 def _tiny(tmp_path: Path, **overrides) -> StudyConfig:
@@ -107,7 +115,9 @@ def test_config_file_with_flags_over_it(tmp_path):
 
 def _study_with_queue(config: StudyConfig, archs: list[Architecture]) -> None:
     study = optuna.create_study(
-        storage=config.storage, study_name=config.name, direction="maximize"
+        storage=config.storage,
+        study_name=config.name,
+        directions=[study_mod.OBJECTIVES[o] for o in config.objectives],
     )
     for arch in archs:
         study.enqueue_trial(arch.params())
@@ -116,7 +126,7 @@ def _study_with_queue(config: StudyConfig, archs: list[Architecture]) -> None:
 @pytest.mark.parametrize("pruner", ["median", "sha"])
 def test_single_objective_pruning_stops_a_weak_trial_early(tmp_path, pruner):
     config = _tiny(tmp_path, pruner=pruner, epochs=4, n_trials=6, sampler="random")
-    _study_with_queue(config, [GOOD] * 5 + [WEAK])
+    _study_with_queue(config, [*GOODS, WEAK])
     study = run(config)
     weak = study.trials[5]
     assert weak.user_attrs["arch"] == str(WEAK)
@@ -124,11 +134,36 @@ def test_single_objective_pruning_stops_a_weak_trial_early(tmp_path, pruner):
     epochs_run = len(weak.user_attrs["val_acc"])
     assert epochs_run < config.epochs
     assert sorted(weak.intermediate_values) == list(range(1, epochs_run + 1))
+    expected = {"median": "below the median", "sha": "outside the top"}[pruner]
+    assert expected in weak.user_attrs["prune_reason"]
+
+
+def test_a_pareto_study_prunes_a_dominated_trial_early_and_spares_a_small_one(tmp_path):
+    config = _tiny(
+        tmp_path,
+        objectives=("accuracy", "params"),
+        widths=(8, 24),
+        epochs=4,
+        n_trials=7,
+        sampler="random",
+    )
+    _study_with_queue(config, [*GOODS, WEAK, WEAK_BIG])
+    study = run(config)
+    small, big = study.trials[5], study.trials[6]
+    assert big.user_attrs["arch"] == str(WEAK_BIG)
+    assert big.state == optuna.trial.TrialState.PRUNED
+    assert 2 <= len(big.user_attrs["val_acc"]) < config.epochs  # its partial curve is kept
+    assert "below the median" in big.user_attrs["prune_reason"]
+    # The weak but smallest network has no smaller peers to lose against: it may be optimal.
+    assert small.state == optuna.trial.TrialState.COMPLETE
+    front = study_mod.best_trials(study)
+    assert small in front and big not in front
+    assert "Pareto set" in study_mod._summary(study)
 
 
 def test_no_pruner_trains_every_trial_to_the_end(tmp_path):
     config = _tiny(tmp_path, pruner="none", epochs=3, n_trials=6)
-    _study_with_queue(config, [GOOD] * 5 + [WEAK])
+    _study_with_queue(config, [*GOODS, WEAK])
     study = run(config)
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     assert all(len(t.user_attrs["val_acc"]) == 3 for t in study.trials)
@@ -145,6 +180,105 @@ def test_two_objectives_give_a_pareto_set(tmp_path, capsys):
     front = study_mod.best_trials(study)
     assert front and all(t in study.best_trials for t in front)
     assert "Pareto set" in study_mod._summary(study)
+
+
+class _CountingTrain:
+    """study.train, recording which architectures really trained."""
+
+    def __init__(self, monkeypatch):
+        self.archs: list[str] = []
+        real = study_mod.train
+
+        def counting(arch, *args, **kwargs):
+            self.archs.append(str(arch))
+            return real(arch, *args, **kwargs)
+
+        monkeypatch.setattr(study_mod, "train", counting)
+
+
+def test_an_over_budget_architecture_is_never_trained(tmp_path, monkeypatch):
+    trained = _CountingTrain(monkeypatch)
+    limit = count_params(NanoNet(GOOD)) - 1  # GOOD is one parameter over, WEAK well within
+    config = _tiny(tmp_path, n_trials=2, epochs=1, max_params=limit, sampler="random")
+    _study_with_queue(config, [GOOD, WEAK])
+    study = run(config)
+    over, within = study.trials
+    assert trained.archs == [str(WEAK)]
+    assert over.state == optuna.trial.TrialState.COMPLETE  # so that the sampler learns from it
+    assert over.constraints == {"params": 1.0}  # > 0: infeasible
+    assert "over budget (params" in over.user_attrs["infeasible"]
+    assert "val_acc" not in over.user_attrs and "train_seconds" not in over.user_attrs
+    assert within.constraints["params"] < 0 and len(within.user_attrs["val_acc"]) == 1
+    assert study_mod.best_trials(study) == [within]
+
+
+def test_flops_budget_in_a_pareto_study(tmp_path, monkeypatch):
+    trained = _CountingTrain(monkeypatch)
+    flops = count_flops(GOOD, image_size=16)
+    config = _tiny(
+        tmp_path, objectives=("accuracy", "flops"), n_trials=2, epochs=1, max_flops=flops - 1
+    )
+    _study_with_queue(config, [GOOD, WEAK])
+    study = run(config)
+    assert trained.archs == [str(WEAK)]
+    assert study.trials[0].constraints == {"flops": 1.0}
+    assert study.trials[1].values[1] == study.trials[1].user_attrs["flops"]
+
+
+def test_a_duplicate_architecture_is_not_trained_twice(tmp_path, monkeypatch):
+    trained = _CountingTrain(monkeypatch)
+    config = _tiny(tmp_path, n_trials=3, epochs=1, pruner="none", sampler="random")
+    _study_with_queue(config, [GOOD, WEAK, GOOD])
+    study = run(config)
+    first, _, again = study.trials
+    assert trained.archs == [str(GOOD), str(WEAK)]
+    assert again.state == optuna.trial.TrialState.COMPLETE
+    assert again.value == first.value and again.user_attrs["reused_from"] == 0
+    assert again.user_attrs["val_acc"] == first.user_attrs["val_acc"]
+    assert study_mod.best_trials(study) != [again]  # the original stands for both
+    assert "1 reused a duplicate's result" in study_mod._summary(study)
+
+
+def test_a_duplicate_of_a_pruned_trial_is_pruned_without_training(tmp_path, monkeypatch):
+    config = _tiny(tmp_path, n_trials=1, epochs=1, pruner="none", sampler="random")
+    study = optuna.create_study(
+        storage=config.storage, study_name=config.name, direction="maximize"
+    )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED,
+            params=GOOD.params(),
+            distributions=study_mod.space.distributions((8,)),
+            user_attrs={"arch": str(GOOD), "val_acc": [0.2], "device": "cpu"},
+        )
+    )
+    study.enqueue_trial(GOOD.params())
+    trained = _CountingTrain(monkeypatch)
+    study = run(config)
+    assert trained.archs == []
+    again = study.trials[1]
+    assert again.state == optuna.trial.TrialState.PRUNED
+    assert again.user_attrs["prune_reason"] == "same architecture as trial 0, which was pruned"
+
+
+@pytest.mark.parametrize("sampler", ["cmaes", "evolution"])
+def test_a_resumed_study_proposes_what_an_uninterrupted_one_would(tmp_path, sampler):
+    def archs(name: str, runs: list[int]) -> list[str]:
+        for n in runs:
+            config = _tiny(
+                tmp_path,
+                sampler=sampler,
+                study_name=name,
+                n_trials=n,
+                epochs=1,
+                population_size=2,
+                widths=(8, 16),
+                pruner="none",
+            )
+            study = run(config)
+        return [t.user_attrs["arch"] for t in study.trials]
+
+    assert archs("resumed", [3, 3]) == archs("whole", [6])
 
 
 def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path):
@@ -182,6 +316,8 @@ BAD_INPUT = {
     "zero trials": (["--n-trials", "0"], "n-trials must be a positive integer, got 0"),
     "unknown dataset": (["--dataset", "imagenet"], "unknown dataset 'imagenet'; valid: cifar10"),
     "unknown objective": (["--objectives", "accuracy,speed"], "unknown objective 'speed'"),
+    "accuracy not first": (["--objectives", "params"], "objectives must begin with accuracy"),
+    "zero budget": (["--max-params", "0"], "max-params must be a positive integer, got 0"),
     "unknown pruner": (["--pruner", "asha"], "unknown pruner 'asha'; valid: median"),
     "unknown flag": (["--epoch", "3"], "unrecognized arguments: --epoch 3"),
     "not a number": (["--n-trials", "many"], "invalid int value: 'many'"),
@@ -220,7 +356,7 @@ def test_nano_nas_returns_the_trained_best_network(tmp_path):
     )
     study = model.study
     assert len(study.trials) == 4
-    assert isinstance(study.sampler, optuna.samplers.NSGAIISampler)
+    assert isinstance(study.sampler, EvolutionSampler)  # aging evolution, as nanoNAS meant
     best = study_mod.best_trials(study)[0]
     assert str(model.arch) == best.user_attrs["arch"]
     # retrained with its trial's seed, it is the network its trial measured
@@ -229,7 +365,9 @@ def test_nano_nas_returns_the_trained_best_network(tmp_path):
 
 
 def test_nano_nas_rejects_unknown_strategies_and_options():
-    with pytest.raises(ConfigError, match="unknown strategy 'annealing'; valid: evolution"):
+    with pytest.raises(
+        ConfigError, match="unknown strategy 'annealing'; valid: nsga2, .*evolution"
+    ):
         nano_nas("annealing")
     with pytest.raises(ConfigError, match="unknown option 'epoch'"):
         nano_nas("evolution", epoch=3)

@@ -1,0 +1,131 @@
+"""Several worker processes on one machine, all working on one study, kept at their quota.
+
+    python -m nanonas.study --storage postgresql://db-host/nas --workers 4
+    python -m nanonas.study --storage postgresql://db-host/nas --workers 2 --devices 0,1
+
+nanonas.study prepares the data and checks the study first, then hands `supervise` a worker
+function and each worker's share of the trials. The workers are started with 'spawn', so each
+initialises CUDA (or its CPU threads) for itself. Supervision is what makes a lost worker cost
+no more than its running trial:
+
+- A worker killed by a signal it did not ask for (SIGKILL from an operator or the kernel's OOM
+  killer) is started again, with what is left of its quota, after `restart_delay` seconds: by
+  then its trial's heartbeat is stale, so the new worker's first trial fails the old trial and
+  re-queues it (Optuna's heartbeat callbacks) before it goes on.
+- SIGTERM or SIGINT to the supervisor is passed to every worker: each ends (or fails) its running
+  trial cleanly and exits, and so does the supervisor (exit 143 or 130).
+- A worker that exits with an error stops the others: the error (a database gone for good, bad
+  data) would stop them too. A worker stopped by its own SIGTERM just stops.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Interrupted", "stop_cleanly_on_signals", "supervise"]
+
+# Exit codes of a worker that finished, or was asked to stop: it exits from its SIGTERM/SIGINT
+# handler (128 + n) or, before the handler is installed, dies of the signal (-n).
+_FINISHED_OR_STOPPED = {0} | {
+    code for s in (signal.SIGTERM, signal.SIGINT) for code in (128 + s, -s)
+}
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT, raised in the main thread. As a KeyboardInterrupt it makes Optuna mark
+    the running trial FAIL and re-raise, so the study stays consistent and resumes."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def stop_cleanly_on_signals() -> None:
+    """From now on SIGTERM (the default signal of kill, systemd and batch schedulers) stops the
+    process the way Ctrl-C does. Only the first signal raises: a second one must not interrupt
+    the clean-up that the first started."""
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def supervise(
+    target: Callable[..., None],
+    args: tuple,
+    quotas: list[int],
+    *,
+    restart_delay: float,
+    max_restarts: int | None = None,
+) -> int:
+    """Run `target(*args, index, quota, done)` in one process per quota and wait for them all;
+    `done` is a shared counter the worker increments after each finished trial. Returns 0 when
+    every worker finished, 130/143 when stopped by SIGINT/SIGTERM, else the failing exit code."""
+    ctx = multiprocessing.get_context("spawn")
+    max_restarts = len(quotas) * 3 if max_restarts is None else max_restarts
+    done = [ctx.Value("i", 0) for _ in quotas]
+    procs: dict[int, Any] = {}
+    restart_at: dict[int, float] = {}
+    stop = {"signal": 0}
+
+    def start(i: int) -> None:
+        p = ctx.Process(
+            target=target, args=(*args, i, quotas[i] - done[i].value, done[i]), daemon=False
+        )
+        p.start()
+        procs[i] = p
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["signal"] = signum
+        for p in procs.values():
+            if p.is_alive():
+                p.terminate()  # SIGTERM: the worker's own handler ends its trial cleanly
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for i in range(len(quotas)):
+            start(i)
+        restarts, failure = 0, 0
+        while procs or restart_at:
+            time.sleep(0.2)
+            for i, p in list(procs.items()):
+                if p.exitcode is None:
+                    continue
+                del procs[i]
+                code = p.exitcode
+                if stop["signal"] or failure or code in _FINISHED_OR_STOPPED:
+                    continue
+                if code < 0 and done[i].value < quotas[i] and restarts < max_restarts:
+                    restarts += 1
+                    print(
+                        f"nanonas: worker {i} was killed ({signal.Signals(-code).name}) "
+                        f"with {quotas[i] - done[i].value} trials to go; restarting it in "
+                        f"{restart_delay:.0f} s, once its trial's heartbeat is stale",
+                        file=sys.stderr,
+                    )
+                    restart_at[i] = time.monotonic() + restart_delay
+                else:
+                    failure = code if code > 0 else 1
+                    for other in procs.values():
+                        other.terminate()
+            for i, when in list(restart_at.items()):
+                if stop["signal"] or failure:
+                    del restart_at[i]
+                elif time.monotonic() >= when:
+                    del restart_at[i]
+                    start(i)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if stop["signal"]:
+        return 128 + stop["signal"]
+    return failure

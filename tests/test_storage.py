@@ -1,0 +1,412 @@
+"""nanonas.storage: URL checks, one-line failures, a round trip on every storage kind, recovery.
+
+The server tests use PostgreSQL, MariaDB and Redis on 127.0.0.1 (the CI services; override with
+NANONAS_TEST_POSTGRES / _MYSQL / _REDIS). Without a server they skip, saying why; with CI=true
+they fail instead, so CI can never pass by skipping them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import sys
+import time
+import uuid
+
+import optuna
+import pytest
+import sqlalchemy
+from conftest import server
+
+from nanonas.errors import ConfigError, NanonasError
+from nanonas.storage import StorageError, check_url, is_sqlite, mask, open_storage
+
+KINDS = ["sqlite", "journal-file", "postgresql", "mysql", "redis"]
+
+
+def url_for(kind: str, tmp_path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    if kind == "journal-file":
+        return str(tmp_path / "study.log")
+    return server(kind)
+
+
+def unique_name() -> str:
+    return f"test-storage-{uuid.uuid4().hex[:12]}"
+
+
+def with_database(url: str, database: str) -> str:
+    return sqlalchemy.engine.make_url(url).set(database=database).render_as_string(False)
+
+
+# --- checks that need no server ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "sqlite:/x.db",
+        "nanonas.db",
+        "postgresql://user@host:port/db",
+        "oracle://user@host/db",
+        "redis://host:6379/notadb",
+        "redis://host:6379/0?nosuchoption=1",
+        "sqlite:///missing/x.db",
+        "missing/x.log",
+    ],
+)
+def test_bad_url_is_refused_before_anything_is_created(url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as checked:
+        check_url(url)
+    with pytest.raises(ConfigError):
+        open_storage(url)
+    assert "\n" not in str(checked.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_folder_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="folder .*missing.* does not exist"):
+        check_url(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+    with pytest.raises(ConfigError, match="folder .*missing.* does not exist"):
+        check_url(str(tmp_path / "missing" / "x.journal"))
+
+
+def test_a_url_without_driver_gets_the_one_nanonas_installs(tmp_path):
+    # SQLAlchemy 2.1 would pick psycopg 3 and mysqlclient, which nanonas's extras do not install.
+    assert check_url("postgresql://u@h/db") == "postgresql+psycopg2://u@h/db"
+    assert check_url("mysql://u:pw@h:3306/db") == "mysql+pymysql://u:pw@h:3306/db"
+    assert check_url("mariadb://u@h/db") == "mariadb+pymysql://u@h/db"
+    assert check_url("mysql+pymysql://u@h/db") == "mysql+pymysql://u@h/db"
+    assert check_url(f"sqlite:///{tmp_path}/x.db") == f"sqlite:///{tmp_path}/x.db"
+    assert check_url(str(tmp_path / "x.log")) == str(tmp_path / "x.log")
+
+
+@pytest.mark.parametrize(
+    ("modules", "url", "extra"),
+    [
+        (["psycopg2"], "postgresql://u@h/db", "postgres"),
+        (["psycopg2"], "postgresql+psycopg2://u@h/db", "postgres"),
+        (["pymysql"], "mysql://u@h/db", "mysql"),
+        (["pymysql"], "mysql+pymysql://u@h/db", "mysql"),
+        (["redis", "redis.connection"], "redis://h:6379/0", "redis"),
+    ],
+)
+def test_missing_driver_names_the_extra(modules, url, extra, monkeypatch):
+    for module in modules:  # None in sys.modules makes `import module` fail, as if absent
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ConfigError) as error:
+        check_url(url)
+    assert f"pip install 'nanonas[{extra}]'" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_another_driver_is_named_with_the_supported_alternative(monkeypatch):
+    monkeypatch.setitem(sys.modules, "MySQLdb", None)
+    with pytest.raises(ConfigError, match=r"mysql\+pymysql:// and pip install 'nanonas\[mysql\]'"):
+        check_url("mysql+mysqldb://u@h/db")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://user:s3cr3t@host:5432/db",
+        "postgresql+psycopg2://user:s3cr3t@host/db?sslmode=require",
+        "mysql+pymysql://root:s3cr3t@127.0.0.1:3306/test",
+        "redis://:s3cr3t@host:6379/0",
+        "redis://default:s3cr3t@host:6379/0",
+        "rediss://user:s3cr3t@host:6380",
+        "postgresql://user:s3cr3t@with@at@host/db",
+        "postgresql://user:s3/cr3t@host/db",
+        "postgresql://user:s3cr3t%40x@host/db",
+        "postgresql://user@host/db?password=s3cr3t&sslmode=require",
+        "postgresql://user:s3cr3t@host/db?application_name=a@b",
+        "malformed//user:s3cr3t@host",
+        "user:s3cr3t@host",
+        "postgresql://u:s3:cr3t@host/db",
+    ],
+)
+def test_mask_never_leaks_the_password(url):
+    assert "s3cr3t" not in mask(url)
+    assert "cr3" not in mask(url)
+
+
+def test_mask_keeps_what_is_not_secret():
+    assert mask("postgresql://user:pw@host:5432/db") == "postgresql://user:***@host:5432/db"
+    assert mask("redis://:pw@host:6379/0") == "redis://:***@host:6379/0"
+    assert mask("postgresql://u:pw@[::1]:5432/db") == "postgresql://u:***@[::1]:5432/db"
+    for url in ["postgresql://user@host:5432/db", "redis://host:6379/0", "/nfs/study.log"]:
+        assert mask(url) == url
+
+
+def test_is_sqlite():
+    assert is_sqlite("sqlite:///nanonas.db")
+    assert is_sqlite("sqlite+pysqlite:///:memory:")
+    for url in ["postgresql://u@h/db", "redis://h:6379/0", "nanonas.log", "sqlite.log"]:
+        assert not is_sqlite(url)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"heartbeat_interval": 0},
+        {"heartbeat_interval": 1.5},
+        {"heartbeat_interval": 10, "grace_period": 10},
+        {"max_retry": -1},
+        {"max_retry": True},
+        {"connect_timeout": 0},
+        {"reconnect_timeout": -1},
+    ],
+)
+def test_bad_options_are_refused(options, tmp_path):
+    with pytest.raises(ConfigError):
+        open_storage(f"sqlite:///{tmp_path / 'x.db'}", **options)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_errors_are_nanonas_errors():
+    assert issubclass(StorageError, NanonasError)
+    assert not issubclass(StorageError, ConfigError)
+
+
+# --- unreachable servers: StorageError in under 10 s, one line ---------------------------------
+
+UNREACHABLE = {
+    "postgresql": ("postgresql://postgres@{}/test", 5432),
+    "mysql": ("mysql://root@{}/test", 3306),
+    "redis": ("redis://{}/0", 6379),
+}
+
+
+def unreachable_url(kind: str, host: str = "127.0.0.1") -> str:
+    """A URL where no server answers: port 1 (closed on any sane machine), or the usual port
+    on a non-routable host."""
+    template, port = UNREACHABLE[kind]
+    return template.format("127.0.0.1:1" if host == "127.0.0.1" else f"{host}:{port}")
+
+
+@pytest.mark.parametrize("kind", UNREACHABLE)
+@pytest.mark.parametrize("host", ["127.0.0.1", "10.255.255.1"])
+def test_unreachable_server_fails_fast_in_one_line(kind, host):
+    # A connect to the non-routable 10.255.255.1 hangs until the driver's timeout (some
+    # sandboxes answer it at once instead). connect_timeout=2 keeps the test quick; the default
+    # of 5 s is what the promise of failing within 10 s rests on.
+    start = time.monotonic()
+    with pytest.raises(StorageError) as error:
+        open_storage(unreachable_url(kind, host), connect_timeout=2)
+    assert time.monotonic() - start < 10
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("cannot open storage")
+
+
+# --- servers: unknown database, wrong password ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "says"), [("postgresql", "does not exist"), ("mysql", "Unknown database")]
+)
+def test_unknown_database_is_one_line(kind, says):
+    url = with_database(server(kind), f"nanonas_missing_{uuid.uuid4().hex[:8]}")
+    start = time.monotonic()
+    with pytest.raises(StorageError, match=says) as error:
+        open_storage(url)
+    assert time.monotonic() - start < 10
+    assert "\n" not in str(error.value)
+
+
+def test_wrong_password_is_one_line_and_masked():
+    # MariaDB only: the CI PostgreSQL trusts every local login and Redis has no password set,
+    # so a wrong password cannot fail there.
+    url = sqlalchemy.engine.make_url(server("mysql")).set(password="s3cr3t-wrong")
+    url = url.render_as_string(hide_password=False)
+    with pytest.raises(StorageError, match="Access denied") as error:
+        open_storage(url)
+    assert "s3cr3t" not in str(error.value) and "\n" not in str(error.value)
+
+
+# --- every storage kind: a round trip --------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_round_trip(kind, tmp_path):
+    url = url_for(kind, tmp_path)
+    name = unique_name()
+    storage = open_storage(url, heartbeat_interval=None)  # heartbeats are for optimize(), not ask
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+    try:
+        trial = study.ask()
+        trial.suggest_categorical("block_0", ("conv3x3", "skip"))
+        trial.set_user_attr("arch", "w8:conv3x3")
+        trial.set_user_attr("params", 1234)
+        for epoch, acc in enumerate([0.25, 0.5]):
+            trial.set_user_attr("val_acc", [0.25, 0.5][: epoch + 1])
+            trial.report(acc, epoch)
+            assert not trial.should_prune()
+        study.tell(trial, 0.5)
+
+        again = optuna.load_study(study_name=name, storage=open_storage(url))
+        (frozen,) = again.trials
+        assert frozen.state == optuna.trial.TrialState.COMPLETE and frozen.value == 0.5
+        assert frozen.user_attrs == {"arch": "w8:conv3x3", "params": 1234, "val_acc": [0.25, 0.5]}
+        assert frozen.intermediate_values == {0: 0.25, 1: 0.5}
+        assert frozen.params["block_0"] in ("conv3x3", "skip")
+    finally:
+        optuna.delete_study(study_name=name, storage=open_storage(url))
+    assert name not in optuna.get_all_study_names(storage=open_storage(url))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_heartbeats_are_wired_on_rdb_storages_only(kind, tmp_path):
+    storage = open_storage(url_for(kind, tmp_path), heartbeat_interval=7, max_retry=3)
+    if kind in ("sqlite", "postgresql", "mysql"):
+        assert isinstance(storage, optuna.storages.RDBStorage)
+        assert storage.get_heartbeat_interval() == 7 and storage.grace_period == 14
+        assert type(storage.get_heartbeat_stale_trial_callback()).__name__.startswith("Retry")
+    else:
+        # Optuna 5.0's JournalStorage has no heartbeat: a dead worker's trial stays RUNNING.
+        assert not isinstance(storage, optuna.storages._heartbeat.BaseHeartbeat)
+
+
+def test_sqlite_files_use_wal(tmp_path):
+    path = tmp_path / "wal.db"
+    open_storage(f"sqlite:///{path}")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_stale_trial_is_failed_and_retried_with_its_parameters(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'hb.db'}", heartbeat_interval=1, grace_period=2)
+    study = optuna.create_study(storage=storage)
+    with pytest.warns(UserWarning, match="Heartbeat"):  # Optuna: heartbeats want optimize()
+        dead = study.ask()  # a worker that asked, beat once, and was killed
+    dead.suggest_categorical("block_0", ("conv3x3", "skip", "zero"))
+    storage.record_heartbeat(dead._trial_id)
+    time.sleep(3.1)  # SQLite's clock has whole seconds: the gap must read as 3 > grace_period
+    seen = []
+    study.optimize(lambda t: seen.append(t.params) or 1.0, n_trials=1)
+    first, retry = study.trials
+    assert first.state == optuna.trial.TrialState.FAIL
+    assert retry.system_attrs["failed_trial"] == first.number
+    assert seen == [first.params] and retry.state == optuna.trial.TrialState.COMPLETE
+
+
+# --- a connection killed server-side ----------------------------------------------------------
+
+
+def _kill_sql(kind: str) -> str:
+    if kind == "postgresql":
+        return "SELECT pg_terminate_backend({}, 5000)"  # waits until the backend is gone
+    return "KILL {}"
+
+
+def _backend_id(kind: str, dbapi_connection) -> int:
+    if kind == "postgresql":
+        return dbapi_connection.get_backend_pid()
+    return dbapi_connection.thread_id()
+
+
+def _kill(kind: str, url: str, backend: int) -> None:
+    """Kill one connection of the storage from a separate connection, as a DBA or a restart would.
+
+    Only the storage's own connections die, never those of other tests sharing the server.
+    """
+    engine = sqlalchemy.create_engine(check_url(url), poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(_kill_sql(kind).format(backend))
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def _killing_before_queries(kind: str, url: str, storage, times: int):
+    """Kill the connection after the pool's ping, just before each of the next `times` queries:
+    the ping cannot see it, so only the reconnecting storage's retry can save the operation."""
+    left = [times]
+
+    def kill(connection, cursor, statement, parameters, context, executemany):
+        if left[0] > 0:
+            left[0] -= 1
+            _kill(kind, url, _backend_id(kind, connection.connection.dbapi_connection))
+
+    sqlalchemy.event.listen(storage.engine, "before_cursor_execute", kill)
+    try:
+        yield left
+    finally:
+        sqlalchemy.event.remove(storage.engine, "before_cursor_execute", kill)
+
+
+def _ask_tell(study: optuna.Study, value: float) -> None:
+    trial = study.ask()
+    trial.set_user_attr("arch", "w8:skip")
+    study.tell(trial, value)
+
+
+@pytest.fixture
+def server_study(request):
+    """(kind, url, storage, study): a new study on a server, deleted afterwards. The parameter
+    is the server's kind, or (kind, reconnect_timeout)."""
+    param = request.param
+    kind, reconnect_timeout = param if isinstance(param, tuple) else (param, 10)
+    url = server(kind)
+    storage = open_storage(url, heartbeat_interval=None, reconnect_timeout=reconnect_timeout)
+    name = unique_name()
+    study = optuna.create_study(storage=storage, study_name=name)
+    yield kind, url, storage, study
+    optuna.delete_study(study_name=name, storage=open_storage(url))
+
+
+@pytest.mark.parametrize(
+    "server_study",
+    [("postgresql", 10), ("mysql", 10), ("postgresql", 0), ("mysql", 0)],
+    ids=["postgresql-retry", "mysql-retry", "postgresql-ping", "mysql-ping"],
+    indirect=True,
+)
+def test_storage_recovers_when_its_idle_connections_are_killed(server_study):
+    # With retries on, the first query on a dead connection fails and is retried; with
+    # reconnect_timeout=0 the pool pings each connection before use instead.
+    kind, url, storage, study = server_study
+    _ask_tell(study, 1.0)
+    pool = storage.engine.pool  # check every pooled connection out at once to learn its id
+    held = [storage.engine.raw_connection() for _ in range(pool.checkedin())]
+    backends = [_backend_id(kind, c.dbapi_connection) for c in held]
+    for connection in held:
+        connection.close()
+    for backend in backends:
+        _kill(kind, url, backend)
+    _ask_tell(study, 2.0)
+    assert [t.value for t in study.trials] == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("server_study", ["postgresql", "mysql"], indirect=True)
+def test_an_operation_whose_connection_dies_midway_is_retried(server_study, caplog):
+    kind, url, storage, study = server_study
+    _ask_tell(study, 1.0)
+    with (
+        caplog.at_level(logging.WARNING, logger="nanonas.storage"),
+        _killing_before_queries(kind, url, storage, times=2) as left,
+    ):
+        _ask_tell(study, 2.0)
+    assert left == [0], "the kills never fired"
+    assert caplog.text.count("retrying") == 2
+    assert [t.value for t in study.trials] == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("server_study", ["postgresql"], indirect=True)
+def test_retries_give_up_with_one_line_after_reconnect_timeout(server_study):
+    kind, url, storage, study = server_study
+    storage._reconnect_timeout = 0.5  # open_storage(reconnect_timeout=0.5), on this storage
+    start = time.monotonic()
+    with (
+        _killing_before_queries(kind, url, storage, times=100),
+        pytest.raises(
+            StorageError,
+            match="did not recover within reconnect-timeout 0.5 s",
+        ) as error,
+    ):
+        study.ask()
+    assert time.monotonic() - start < 5
+    assert "\n" not in str(error.value)

@@ -1,0 +1,178 @@
+"""Shared studies with real worker processes on the real servers: --workers, SIGKILL, SIGTERM,
+a database that drops every connection mid-study, and a database that is not there.
+
+Each test runs `python -m nanonas.study` as a user would. Without the servers the tests skip;
+in CI (CI=true) they fail instead (conftest.server).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy
+from conftest import OFFLINE, TINY, run_cli, server
+from optuna.trial import TrialState
+
+from nanonas.storage import check_url, open_storage
+
+KEYS = {"arch", "params", "flops", "val_acc", "train_seconds", "device", "worker"}
+
+
+def _name() -> str:
+    return f"test-workers-{uuid.uuid4().hex[:10]}"
+
+
+def _start(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    env = os.environ | OFFLINE | {"XDG_CACHE_HOME": str(cwd / "cache")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "nanonas.study", *TINY, "--no-progress", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(condition, *, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _running_mid_trial(url: str, name: str):
+    """A callable: the first RUNNING trial that has finished an epoch, or None."""
+
+    def check():
+        try:
+            study = optuna.load_study(study_name=name, storage=open_storage(url))
+        except KeyError:  # not created yet
+            return None
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("val_acc"):
+                return t
+        return None
+
+    return check
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql", "redis"])
+def test_four_workers_finish_exactly_their_trials(tmp_path, kind):
+    url, name = server(kind), _name()
+    args = ["--epochs", "1", "--sampler", "random", "--storage", url, "--study-name", name]
+    done = run_cli(*TINY, *args, "--workers", "4", "--n-trials", "40", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "study" in done.stdout and "best trial:" in done.stdout
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    trials = study.get_trials(deepcopy=False)
+    assert sorted(t.number for t in trials) == list(range(40))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(set(t.user_attrs) >= KEYS for t in trials)
+    assert len({t.user_attrs["worker"] for t in trials}) == 4  # four processes shared the work
+    optuna.delete_study(study_name=name, storage=open_storage(url))
+
+
+def test_a_killed_worker_loses_only_its_trial_which_is_retried(tmp_path):
+    url, name = server("postgresql"), _name()
+    proc = _start(
+        "--epochs", "6", "--sampler", "random", "--pruner", "none", "--storage", url,
+        "--study-name", name, "--workers", "2", "--n-trials", "6", "--heartbeat-interval", "2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        victim = _wait_for(_running_mid_trial(url, name), timeout=120, what="a running trial")
+        pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+        os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "worker" in err and "was killed (SIGKILL)" in err
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.number for t in failed] == [victim.number]
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retried) == 1 and retried[0].params == victim.params
+    assert retried[0].state == TrialState.COMPLETE
+    # The study still reached its target: 6 finished trials, the retry among them.
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 6
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    optuna.delete_study(study_name=name, storage=open_storage(url))
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_stops_cleanly_and_the_study_resumes(tmp_path, workers):
+    url, name = server("postgresql"), _name()
+    args = ["--epochs", "6", "--sampler", "random", "--storage", url, "--study-name", name]
+    proc = _start(*args, "--workers", workers, "--n-trials", "8", cwd=tmp_path)
+    try:
+        _wait_for(_running_mid_trial(url, name), timeout=120, what="a running trial")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted; finished trials are saved" in err
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert TrialState.RUNNING not in states and TrialState.FAIL in states
+    # The same command goes on with the study.
+    done = run_cli(*TINY, *args, "--epochs", "1", "--n-trials", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    resumed = optuna.load_study(study_name=name, storage=open_storage(url))
+    assert len(resumed.trials) == len(states) + 1
+    optuna.delete_study(study_name=name, storage=open_storage(url))
+
+
+def test_workers_go_on_when_the_database_drops_every_connection(tmp_path):
+    url, name = server("postgresql"), _name()
+    args = ["--epochs", "4", "--sampler", "random", "--pruner", "none", "--storage", url]
+    proc = _start(*args, "--study-name", name, "--workers", "2", "--n-trials", "6", cwd=tmp_path)
+    try:
+        _wait_for(_running_mid_trial(url, name), timeout=120, what="a running trial")
+        # What a server restart does to its clients: every connection to the database is cut.
+        admin = sqlalchemy.create_engine(check_url(url), poolclass=sqlalchemy.pool.NullPool)
+        with admin.connect() as c:
+            killed = c.execute(
+                sqlalchemy.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar()
+        admin.dispose()
+        assert killed >= 2  # both workers' connections, at least
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 6
+    optuna.delete_study(study_name=name, storage=open_storage(url))
+
+
+def test_an_unreachable_database_is_one_line_within_10_seconds(tmp_path):
+    start = time.monotonic()
+    done = run_cli(*TINY, "--storage", "postgresql://nas@127.0.0.1:1/studies", cwd=tmp_path)
+    assert time.monotonic() - start < 10
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nanonas: error: "), done.stderr
+
+
+def test_workers_must_not_outnumber_trials(tmp_path):
+    done = run_cli(*TINY, "--workers", "3", "--n-trials", "2", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "workers (3) must not exceed n-trials (2)" in done.stderr
