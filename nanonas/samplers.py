@@ -48,7 +48,53 @@ _Arch = tuple[int, ...]  # one choice index per searched (multi-choice) paramete
 _RankKey = tuple[int, float]  # (class 0-3 as in the module docstring, then lower is better)
 
 
-class CatCmaSampler(optuna.samplers.BaseSampler):
+class _SpaceSampler(optuna.samplers.BaseSampler):
+    """What both samplers share: the space they know (and nothing else), and a proposal that is
+    a pure function of the seed, the trial's number and the study's trials."""
+
+    _space: _Space
+    _seed: int
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return dict(self._space.distributions)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        if not self._space.sizes:  # every parameter has a single choice: nothing to search
+            return self._space.params(())
+        trials = study.get_trials(deepcopy=False)
+        history, taken = self._space.scan(trials)
+        rng = np.random.RandomState(_trial_seed(self._seed, trial.number))
+        return self._space.params(self._propose(study, trial, trials, history, taken, rng))
+
+    def _propose(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        trials: list[FrozenTrial],
+        history: list[tuple[FrozenTrial, _Arch]],
+        taken: set[_Arch],
+        rng: np.random.RandomState,
+    ) -> _Arch:
+        raise NotImplementedError  # each sampler's own search
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        name = type(self).__name__
+        raise _outside(name, self._space.distributions, param_name, param_distribution)
+
+
+class CatCmaSampler(_SpaceSampler):
     """CatCMA over the categorical `search_space`; COMO-CatCMA when the study has 2+ objectives.
 
     Each proposal replays the study: a fresh optimizer is told the finished trials in
@@ -95,41 +141,16 @@ class CatCmaSampler(optuna.samplers.BaseSampler):
         self._snapshots_for: int | None = None  # number of objectives they belong to
         self._lock = threading.Lock()  # study.optimize(n_jobs>1) asks from several threads
 
-    def infer_relative_search_space(
-        self, study: optuna.Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        return dict(self._space.distributions)
-
-    def sample_relative(
-        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        if not search_space:
-            return {}
-        if not self._sizes:  # every parameter has a single choice: nothing to search
-            return self._space.params(())
-        trials = study.get_trials(deepcopy=False)
-        history, taken = self._space.scan(trials)
-        rng = np.random.RandomState(_trial_seed(self._seed, trial.number))
+    def _propose(self, study, trial, trials, history, taken, rng):  # see _SpaceSampler
         signs = _signs(study)
         with self._lock:
             if len(signs) == 1:
-                arch = self._ask_single(history, signs, taken, rng)
-            else:
-                pending = sum(
-                    t.number < trial.number and t.state in (TrialState.RUNNING, TrialState.WAITING)
-                    for t in trials
-                )
-                arch = self._ask_multi(history, signs, taken, rng, pending)
-        return self._space.params(arch)
-
-    def sample_independent(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        raise _outside("CatCmaSampler", self._space.distributions, param_name, param_distribution)
+                return self._ask_single(history, signs, taken, rng)
+            pending = sum(
+                t.number < trial.number and t.state in (TrialState.RUNNING, TrialState.WAITING)
+                for t in trials
+            )
+            return self._ask_multi(history, signs, taken, rng, pending)
 
     # --- one objective: CatCMA ------------------------------------------------------------
 
@@ -241,7 +262,7 @@ class CatCmaSampler(optuna.samplers.BaseSampler):
         return new() if state is None else state
 
 
-class EvolutionSampler(optuna.samplers.BaseSampler):
+class EvolutionSampler(_SpaceSampler):
     """Regularized (aging) evolution over the categorical `search_space` (Real et al. 2019).
 
     The population is the `population_size` most recent finished trials (by trial number), so
@@ -279,27 +300,13 @@ class EvolutionSampler(optuna.samplers.BaseSampler):
         self._sample_size = sample_size
         self._sizes = self._space.sizes
 
-    def infer_relative_search_space(
-        self, study: optuna.Study, trial: FrozenTrial
-    ) -> dict[str, BaseDistribution]:
-        return dict(self._space.distributions)
-
-    def sample_relative(
-        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        if not search_space:
-            return {}
-        if not self._sizes:  # every parameter has a single choice: nothing to search
-            return self._space.params(())
-        trials = study.get_trials(deepcopy=False)
-        history, taken = self._space.scan(trials)
-        rng = np.random.RandomState(_trial_seed(self._seed, trial.number))
+    def _propose(self, study, trial, trials, history, taken, rng):  # see _SpaceSampler
         if len(history) < self._population_size:
             for _ in range(_RESAMPLES):
                 arch = tuple(int(rng.randint(k)) for k in self._sizes)
                 if arch not in taken:
                     break
-            return self._space.params(arch)
+            return arch
         population = history[-self._population_size :]
         picks = rng.choice(len(population), self._sample_size, replace=False)
         parent = self._best([population[i] for i in picks], _signs(study), rng)
@@ -310,18 +317,7 @@ class EvolutionSampler(optuna.samplers.BaseSampler):
             if choice != parent[i]
         ]
         fresh = [a for a in neighbours if a not in taken] or neighbours
-        return self._space.params(fresh[rng.randint(len(fresh))])
-
-    def sample_independent(
-        self,
-        study: optuna.Study,
-        trial: FrozenTrial,
-        param_name: str,
-        param_distribution: BaseDistribution,
-    ) -> Any:
-        raise _outside(
-            "EvolutionSampler", self._space.distributions, param_name, param_distribution
-        )
+        return fresh[rng.randint(len(fresh))]
 
     @staticmethod
     def _best(
