@@ -213,11 +213,16 @@ def run(config: StudyConfig) -> optuna.Study:
     return _run_workers(config)
 
 
+def _split_data(config: StudyConfig) -> tuple[data.ImageData, data.ImageData]:
+    """The seeded train and validation splits of the dataset, on the CPU."""
+    full = data.load(config.dataset, data_dir=config.data_dir)
+    return data.split(full, val_fraction=config.val_fraction, seed=config.seed)
+
+
 def _prepare_data(config: StudyConfig) -> tuple[data.ImageData, data.ImageData]:
     """The train and validation splits, moved to the training device once for the whole run."""
     device = resolve_device(config.device)
-    full = data.load(config.dataset, data_dir=config.data_dir)
-    train_set, val_set = data.split(full, val_fraction=config.val_fraction, seed=config.seed)
+    train_set, val_set = _split_data(config)
     return train_set.to(device), val_set.to(device)
 
 
@@ -317,10 +322,7 @@ def _run_workers(config: StudyConfig) -> optuna.Study:
         resolve_device(f"cuda:{index}")  # before any worker starts
     # Load (and download) the data once, here: the workers then read it from disk, never
     # downloading it at once. Creating the study here refuses a mismatched one just as early.
-    full = data.load(config.dataset, data_dir=config.data_dir)
-    train_set, val_set = data.split(full, val_fraction=config.val_fraction, seed=config.seed)
-    del full
-    _open_study(config, train_set, val_set)
+    _open_study(config, *_split_data(config))
     base, extra = divmod(config.n_trials, config.workers)
     quotas = [base + (i < extra) for i in range(config.workers)]
     # A killed worker is restarted once its trial's heartbeat is stale (Optuna's grace period
@@ -650,9 +652,9 @@ def format_table(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
 
 def _summary(study: optuna.Study) -> str:
     best = best_trials(study)
-    states = [t.state.name for t in study.get_trials(deepcopy=False)]
-    counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
     trials = study.get_trials(deepcopy=False)
+    states = [t.state.name for t in trials]
+    counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
     reused = sum("reused_from" in t.user_attrs for t in trials)
     infeasible = sum("infeasible" in t.user_attrs for t in trials)
     extra = "".join(
