@@ -601,9 +601,10 @@ class _Progress:
 
 
 def best_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The best trial of a single-objective study, or the Pareto set (by accuracy) of a
-    multi-objective one, over trained, within-budget trials (a duplicate that reused a result
-    is left out: its original is there); empty when no such trial has completed."""
+    """The best trial of a single-objective study (of several tied on accuracy, the smallest),
+    or the Pareto set (by accuracy) of a multi-objective one, over trained, within-budget
+    trials (a duplicate that reused a result is left out: its original is there); empty when
+    no such trial has completed."""
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     trained = [
         t
@@ -623,6 +624,10 @@ def best_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         )
 
     front = [t for t in trained if not dominated(t)]
+    if len(signs) == 1:
+        # Trials tied on accuracy are all "non-dominated"; a single-objective study has one
+        # best trial all the same: the smallest network among them, then the earliest.
+        return sorted(front, key=lambda t: (t.user_attrs["params"], t.number))[:1]
     return sorted(front, key=lambda t: (-scores[t.number][0], t.number))
 
 
@@ -665,7 +670,7 @@ def _summary(study: optuna.Study) -> str:
     head = f"study {study.study_name!r}: {len(states)} trials ({counts}{extra})"
     if not best:
         return f"{head}\nno trained trial within budget has completed yet"
-    title = "best trial" if len(best) == 1 and len(study.directions) == 1 else "Pareto set"
+    title = "best trial" if len(study.directions) == 1 else "Pareto set"
     return f"{head}\n{title}:\n{format_table(best)}"
 
 

@@ -182,6 +182,20 @@ def test_two_objectives_give_a_pareto_set(tmp_path, capsys):
     assert "Pareto set" in study_mod._summary(study)
 
 
+def test_tied_trials_of_a_single_objective_study_give_one_best_trial():
+    # Small validation sets make equal accuracies common; a tie is not a Pareto set.
+    study = optuna.create_study(direction="maximize")
+    for arch, acc in [(GOOD, 0.5), (GOODS[3], 0.75), (WEAK, 0.75)]:
+        attrs = {"arch": str(arch), "params": count_params(NanoNet(arch)), "flops": 1e6}
+        attrs |= {"val_acc": [acc], "train_seconds": 1.0}
+        study.add_trial(optuna.trial.create_trial(value=acc, user_attrs=attrs))
+    assert count_params(NanoNet(WEAK)) < count_params(NanoNet(GOODS[3]))
+    assert [t.number for t in study_mod.best_trials(study)] == [2]  # the smaller of the tied two
+    summary = study_mod._summary(study)
+    assert "best trial:" in summary and "Pareto set" not in summary
+    assert str(WEAK) in summary and str(GOODS[3]) not in summary
+
+
 class _CountingTrain:
     """study.train, recording which architectures really trained."""
 
