@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nanonas.model import NanoNet, count_flops, count_params
+from nanonas.model import NanoNet, count_flops, count_params, make_op
 from nanonas.space import DEFAULT_WIDTH, OP_NAMES, OPS, Architecture
 
 
@@ -39,6 +39,37 @@ def test_each_op_runs_once_per_forward(op):
     net(torch.randn(2, 3, 16, 16))
     # zero adds nothing, so its block never computes it
     assert len(calls) == (0 if op == "zero" else 8)
+
+
+@pytest.mark.parametrize(("channels", "size"), [(8, 32), (48, 32), (96, 16)])  # both stages
+@pytest.mark.parametrize("op", [op for op in OP_NAMES if op not in ("skip", "zero")])
+def test_bf16_channels_last_gradients_match_fp32_on_the_cpu(op, channels, size):
+    # The CPU fast path (train.py) must compute what plain fp32 does, up to bf16 rounding.
+    # torch 2.14's CPU kernel got a dilated depthwise convolution's weight gradient wrong (off
+    # by over 100%, sometimes NaN) in bf16 channels_last, and real CIFAR trials diverged.
+    torch.manual_seed(0)
+    module = make_op(op, channels)
+    # Inputs and weights that bf16 holds exactly, so only the computation's rounding differs.
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(p.bfloat16().float())
+    x = torch.randn(32, channels, size, size).bfloat16().float()
+    out_grad = torch.randn(32, channels, size, size).bfloat16().float()
+
+    def grads(fast: bool) -> list[torch.Tensor]:
+        fmt = torch.channels_last if fast else torch.contiguous_format
+        net = module.to(memory_format=fmt)
+        net.zero_grad()
+        inp = x.clone(memory_format=fmt).requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+            out = net(inp)
+        out.float().backward(out_grad.contiguous(memory_format=fmt))
+        return [inp.grad, *(p.grad for p in net.parameters())]
+
+    for plain, fast in zip(grads(False), grads(True), strict=True):
+        assert torch.isfinite(fast).all()
+        error = (fast - plain).abs().max() / plain.abs().max()
+        assert error < 0.03, f"{op}: bf16 gradient off by {error:.1%} of the fp32 one"
 
 
 def test_blocks_are_residual():
