@@ -23,7 +23,9 @@ on the CPU (DataLoader workers not included). Then the data-pipeline check: one 
 training steps fed by DeviceLoader against the same steps over batches made beforehand (same
 model, precision and layout), the best of --rounds alternating rounds, and the loader alone.
 With --matrix W,W,...: training steps alone (random tensors, batch --batch-size) in fp32 and
-bf16, NCHW and channels_last, at each width W, the measurement behind TrainConfig's "auto".
+bf16, NCHW and channels_last, at each width W, the measurement behind TrainConfig's "auto";
+an entry `resnet20` times a CIFAR ResNet-20 the same way, the DESIGN's reference for the gain
+a CPU can give.
 
 Appends a dated Markdown section to benchmarks/results/throughput-<device>.md (or --out).
 """
@@ -95,12 +97,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="DataLoader workers; default min(4, CPU cores)")
     p.add_argument("--compile", action="store_true", help="also measure compile=True")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds, the best kept")
-    p.add_argument("--matrix", help="widths, e.g. 8,48: time precision x layout at each")
+    p.add_argument(
+        "--matrix",
+        type=_matrix_entries,
+        help="NanoNet widths and/or resnet20, e.g. 16,48,resnet20: time precision x layout at each",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="Markdown file to append to")
     p.add_argument("--one", choices=_WAYS, help=argparse.SUPPRESS)
     return p
+
+
+def _matrix_entries(text: str) -> list[str]:
+    entries = [e.strip() for e in text.split(",")]
+    for e in entries:
+        if e != "resnet20" and not (e.isdigit() and int(e) > 0):
+            raise argparse.ArgumentTypeError(f"{e!r} is neither a positive width nor resnet20")
+    return entries
 
 
 def _data(args: argparse.Namespace) -> tuple[data.ImageData, data.ImageData]:
@@ -302,14 +316,17 @@ def _matrix(args: argparse.Namespace, device: torch.device, train_set: data.Imag
     size, channels = train_set.image_size, train_set.images.shape[1]
     steps = max(2, 512 // args.batch_size)
     rates = {}
-    for width in (int(w) for w in args.matrix.split(",")):
-        arch = Architecture(base.stage1, base.stage2, width)
+    for entry in args.matrix:
         runs = {}
         for precision in ("fp32", "bf16"):
             for layout in ("nchw", "channels_last"):
                 fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
                 torch.manual_seed(args.seed)
-                model = NanoNet(arch, num_classes=train_set.num_classes, in_channels=channels)
+                if entry == "resnet20":
+                    model = _resnet20(channels, train_set.num_classes)
+                else:
+                    arch = Architecture(base.stage1, base.stage2, int(entry))
+                    model = NanoNet(arch, num_classes=train_set.num_classes, in_channels=channels)
                 model = model.to(device, memory_format=fmt)
                 optimizer = _optimizer(model, TrainConfig(), device)
                 x = torch.randn(args.batch_size, channels, size, size, device=device)
@@ -336,8 +353,44 @@ def _matrix(args: argparse.Namespace, device: torch.device, train_set: data.Imag
                 _sync(device)
                 rate = steps * args.batch_size / (time.perf_counter() - start)
                 best[name] = max(best[name], rate)
-        rates[str(width)] = best
+        rates[entry] = best
     return rates
+
+
+class _BasicBlock(torch.nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.shortcut = (
+            nn.Identity()
+            if cin == cout and stride == 1
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+def _resnet20(in_channels: int, num_classes: int) -> torch.nn.Module:
+    """He et al.'s CIFAR ResNet-20 (3 stages of 3 basic blocks at 16/32/64 channels, 1x1
+    projection shortcuts): the DESIGN's reference for what bf16 + channels_last gain on a CPU,
+    measured beside NanoNet so that a target ratio can be judged on the machine at hand."""
+    nn = torch.nn
+    layers = [nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+    cin = 16
+    for cout, stride in ((16, 1), (32, 2), (64, 2)):
+        for i in range(3):
+            layers.append(_BasicBlock(cin, cout, stride if i == 0 else 1))
+            cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes)]
+    return nn.Sequential(*layers)
 
 
 def _sync(device: torch.device) -> None:
@@ -435,15 +488,16 @@ def _matrix_table(args: argparse.Namespace, rates: dict[str, dict[str, float]]) 
     lines = [
         "",
         f"Training steps alone (random tensors, batch {args.batch_size}, best of "
-        f"{args.rounds}), images/s and x fp32 NCHW, at width:",
+        f"{args.rounds}), images/s and x fp32 NCHW:",
         "",
-        "| width | " + " | ".join(combos) + " |",
+        "| network | " + " | ".join(combos) + " |",
         "|---" * (len(combos) + 1) + "|",
     ]
-    for width, best in rates.items():
+    for entry, best in rates.items():
         base = best["fp32 nchw"]
         cells = [f"{r:,.0f} ({r / base:.2f}x)" for r in best.values()]
-        lines.append(f"| {width} | " + " | ".join(cells) + " |")
+        name = "ResNet-20" if entry == "resnet20" else f"NanoNet, width {entry}"
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -39,10 +39,11 @@ class _Depthwise(nn.Conv2d):
 
     Why: in bf16 on channels_last tensors, torch 2.14's CPU kernel for a dilated depthwise
     convolution returns a wrong weight gradient at 32x32 (off by over 100%, sometimes NaN, so
-    real CIFAR trials diverged; tests/test_model.py checks every op), and the 5x5 and dilated
-    depthwise kernels are slower in bf16 than in fp32 there (training step of one op at batch
-    256, width 48: 180 against 145 ms; at 96 and 16x16: 80 against 41 ms). The 3x3 one is
-    right and faster in bf16 (45 against 87 ms), so it stays.
+    real CIFAR trials diverged; tests/test_model.py checks every op), and the dilated and 5x5
+    depthwise kernels are slower in bf16 than in fp32 there (one op's training step at batch
+    256, on AVX-512 BF16: dilated 178 -> 136 ms at width 48 and 32x32, 78 -> 43 ms at 96 and
+    16x16; 5x5 181 -> 145 and 80 -> 41 ms). The 3x3 one is right and faster in bf16 (45
+    against 87 ms), so it stays. The cost: the fp32 copy of the input kept for the backward.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

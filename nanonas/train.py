@@ -12,7 +12,8 @@ Speed, by default ("auto"); the measurements are in benchmarks/results/throughpu
 - bf16 autocast on CUDA (where the GPU has bf16) and on CPUs where oneDNN has bf16 kernels
   (AVX-512 or AMX on x86; fp32 elsewhere: MPS, older CPUs and GPUs). With channels_last, on 2
   cores of an AVX-512 CPU, the width-48 NanoNet's training steps ran 2.7x as fast as in fp32
-  NCHW (whole trials 2.4x) at the same accuracy; the tests' width 8 runs no slower.
+  NCHW (whole trials 2.4x) at the same accuracy; the tests' width 8 runs no slower. There
+  model.py keeps dilated and 5x5 depthwise convolutions in fp32 (wrong and slower in bf16).
 - channels_last on CUDA and CPU, the layout cuDNN's and oneDNN's fast convolutions want
   (1.4x in fp32 on that CPU at width 48).
 - the fused SGD step on CUDA and CPU: one kernel for all parameters, not one per tensor.
