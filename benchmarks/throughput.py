@@ -45,6 +45,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from nanonas import data
 from nanonas.model import NanoNet, count_params
@@ -357,10 +358,9 @@ def _matrix(args: argparse.Namespace, device: torch.device, train_set: data.Imag
     return rates
 
 
-class _BasicBlock(torch.nn.Module):
+class _BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
-        nn = torch.nn
         self.body = nn.Sequential(
             nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
             nn.BatchNorm2d(cout),
@@ -378,11 +378,10 @@ class _BasicBlock(torch.nn.Module):
         return F.relu(self.body(x) + self.shortcut(x))
 
 
-def _resnet20(in_channels: int, num_classes: int) -> torch.nn.Module:
+def _resnet20(in_channels: int, num_classes: int) -> nn.Module:
     """He et al.'s CIFAR ResNet-20 (3 stages of 3 basic blocks at 16/32/64 channels, 1x1
     projection shortcuts): the DESIGN's reference for what bf16 + channels_last gain on a CPU,
     measured beside NanoNet so that a target ratio can be judged on the machine at hand."""
-    nn = torch.nn
     layers = [nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
     cin = 16
     for cout, stride in ((16, 1), (32, 2), (64, 2)):

@@ -46,9 +46,20 @@ class _Depthwise(nn.Conv2d):
     against 87 ms), so it stays. The cost: the fp32 copy of the input kept for the backward.
     """
 
+    def __init__(self, channels: int, kernel: int, *, padding: int, dilation: int) -> None:
+        super().__init__(
+            channels,
+            channels,
+            kernel,
+            padding=padding,
+            dilation=dilation,
+            groups=channels,
+            bias=False,
+        )
+        self._fp32_on_cpu = kernel != 3 or dilation != 1
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        slow_in_bf16 = self.kernel_size != (3, 3) or self.dilation != (1, 1)
-        if slow_in_bf16 and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        if self._fp32_on_cpu and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             with torch.autocast("cpu", enabled=False):
                 return super().forward(x.float())
         return super().forward(x)
@@ -60,15 +71,7 @@ def _conv_bn(channels: int, spec: OpSpec) -> nn.Sequential:
         convs = [nn.Conv2d(channels, channels, spec.kernel, padding=pad, bias=False)]
     else:  # sep_conv and dil_conv: depthwise (possibly dilated) then pointwise, as in DARTS
         convs = [
-            _Depthwise(
-                channels,
-                channels,
-                spec.kernel,
-                padding=pad,
-                dilation=spec.dilation,
-                groups=channels,
-                bias=False,
-            ),
+            _Depthwise(channels, spec.kernel, padding=pad, dilation=spec.dilation),
             nn.Conv2d(channels, channels, 1, bias=False),
         ]
     return nn.Sequential(nn.ReLU(), *convs, nn.BatchNorm2d(channels))

@@ -616,6 +616,12 @@ def best_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     # Objective values, turned so that larger is better in every one.
     signs = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in study.directions]
     scores = {t.number: [s * v for s, v in zip(signs, t.values, strict=True)] for t in trained}
+    if len(signs) == 1:
+        # One best trial even when several tie on accuracy (small validation sets make ties
+        # common): the smallest network among them, then the earliest.
+        return sorted(
+            trained, key=lambda t: (-scores[t.number][0], t.user_attrs["params"], t.number)
+        )[:1]
 
     def dominated(t: optuna.trial.FrozenTrial) -> bool:
         a = scores[t.number]
@@ -624,10 +630,6 @@ def best_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         )
 
     front = [t for t in trained if not dominated(t)]
-    if len(signs) == 1:
-        # Trials tied on accuracy are all "non-dominated"; a single-objective study has one
-        # best trial all the same: the smallest network among them, then the earliest.
-        return sorted(front, key=lambda t: (t.user_attrs["params"], t.number))[:1]
     return sorted(front, key=lambda t: (-scores[t.number][0], t.number))
 
 
