@@ -75,18 +75,23 @@ def _parse() -> tuple[argparse.Namespace, list[str]]:
 
 
 def _peak_mib(command: list[str]) -> float:
-    """Runs `command` to its end and returns its peak resident set in MiB (it must succeed)."""
+    """Runs `command` to its end and returns its peak resident set in MiB; a failed command
+    ends this script with the command's last line of stderr (its one-line error)."""
     # RUSAGE_CHILDREN's maxrss is the largest of the waited-for children so far: a fresh
     # grandchild process per measurement keeps earlier runs out of this one.
     probe = (
         "import resource, subprocess, sys\n"
-        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)\n"
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
+        "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe, *command], check=True, capture_output=True, text=True
     )
-    return int(out.stdout.strip().splitlines()[-1]) / 1024  # KiB on Linux
+    rc, kib = (int(v) for v in out.stdout.split())
+    if rc != 0:
+        last = (out.stderr.strip().splitlines() or ["(no message)"])[-1]
+        sys.exit(f"host_memory.py: error: the study exited with {rc}: {last}")
+    return kib / 1024  # KiB on Linux
 
 
 def _report(
