@@ -2,9 +2,9 @@
 
 Optuna's `Trial.report` and `should_prune` raise in multi-objective studies, so an accuracy-vs-size
 search could not stop a hopeless trial early. nanonas keeps every trial's per-epoch validation
-accuracy in its `val_acc` user attribute and decides here, from those curves, whether the running
-trial is clearly worse than its peers at the same epoch. The same rule serves single-objective
-studies, where it matches Optuna's pruner of the same name.
+accuracy in its record (`val_acc`, nanonas.records) and decides here, from those curves, whether
+the running trial is clearly worse than its peers at the same epoch. The same rule serves
+single-objective studies, where it matches Optuna's pruner of the same name.
 
 Peers are what makes it Pareto-aware. A small network that is a little less accurate than a big
 one may still be on the Pareto front, so a trial is compared only with trials that are no larger
@@ -40,6 +40,8 @@ from collections.abc import Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
+from nanonas import records
+
 __all__ = ["FLAVOURS", "EpochPruner"]
 
 FLAVOURS = ("median", "sha", "hyperband", "none")
@@ -49,7 +51,7 @@ FLAVOURS = ("median", "sha", "hyperband", "none")
 class EpochPruner:
     flavour: str = "median"  # one of FLAVOURS
     max_epochs: int = 10  # epochs a full trial trains (sets hyperband's brackets)
-    size_keys: tuple[str, ...] = ()  # user attrs a peer must not exceed, e.g. ("params",)
+    size_keys: tuple[str, ...] = ()  # sizes a peer must not exceed, e.g. ("params",)
     n_startup: int = 5  # median: finished peers needed at an epoch before it prunes there
     warmup_epochs: int = 2  # median: no pruning before this epoch (epoch-1 accuracy is noise)
     min_epochs: int = 1  # sha/hyperband: the first rung
@@ -90,11 +92,11 @@ class EpochPruner:
             return None
         bracket = number % self.n_brackets
         peers = [
-            t.user_attrs["val_acc"][epoch - 1]
+            records.curve(t)[epoch - 1]
             for t in trials
             if t.number != number
             and self._is_peer(t, sizes, bracket)
-            and len(t.user_attrs.get("val_acc", ())) >= epoch
+            and len(records.curve(t)) >= epoch
             and (self.flavour != "median" or t.state in (TrialState.COMPLETE, TrialState.PRUNED))
         ]
         if self.flavour == "median":
@@ -129,7 +131,6 @@ class EpochPruner:
         return k if at == epoch else None
 
     def _is_peer(self, trial: FrozenTrial, sizes: dict, bracket: int) -> bool:
-        attrs = trial.user_attrs
-        if "reused_from" in attrs or trial.number % self.n_brackets != bracket:
+        if records.reused_from(trial) is not None or trial.number % self.n_brackets != bracket:
             return False
-        return all(attrs.get(key, math.inf) <= sizes[key] for key in self.size_keys)
+        return all(records.size(trial, key) <= sizes[key] for key in self.size_keys)
