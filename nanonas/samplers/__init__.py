@@ -1,0 +1,65 @@
+"""Every sampler a study can use, by name: Optuna's, and nanonas's own for categorical spaces.
+
+    sampler = make("evolution", search_space=space.distributions(), seed=0, population_size=20)
+
+Optuna lacks two searches over categorical choices, so nanonas has them:
+- `catcma.py`: CatCMA (COMO-CatCMA with several objectives), where Optuna's CmaEsSampler would
+  hand categorical parameters to random sampling;
+- `evolution.py`: regularized (aging) evolution;
+- `history.py`: what both share: the space, the study's history and its ranking.
+Both keep no state of their own: a resumed study, or another worker, proposes exactly what an
+uninterrupted one would (they are REPLAYABLE).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+
+from nanonas.errors import ConfigError
+from nanonas.samplers.catcma import CatCmaSampler
+from nanonas.samplers.evolution import EvolutionSampler
+
+__all__ = ["REPLAYABLE", "SAMPLERS", "CatCmaSampler", "EvolutionSampler", "make"]
+
+# name -> factory(search_space=..., seed=..., population_size=...). Optuna's samplers ignore the
+# search space: they learn it from the trials.
+SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
+    "nsga2": lambda *, search_space, seed, population_size: optuna.samplers.NSGAIISampler(
+        population_size=population_size, seed=seed
+    ),
+    # Optuna 5 deprecates warn_independent_sampling (passing it warns); its default is off.
+    "tpe": lambda *, search_space, seed, population_size: optuna.samplers.TPESampler(
+        seed=seed, multivariate=True
+    ),
+    "random": lambda *, search_space, seed, population_size: optuna.samplers.RandomSampler(
+        seed=seed
+    ),
+    "qmc": lambda *, search_space, seed, population_size: optuna.samplers.QMCSampler(
+        scramble=True, seed=seed
+    ),
+    "gp": lambda *, search_space, seed, population_size: optuna.samplers.GPSampler(seed=seed),
+    "cmaes": lambda *, search_space, seed, population_size: CatCmaSampler(
+        search_space=search_space, seed=seed
+    ),
+    "evolution": lambda *, search_space, seed, population_size: EvolutionSampler(
+        search_space=search_space, seed=seed, population_size=population_size
+    ),
+}
+
+# Samplers whose proposals depend only on the seed and the stored trials.
+REPLAYABLE = ("cmaes", "evolution")
+
+
+def make(
+    name: str, *, search_space: dict[str, Any], seed: int, population_size: int
+) -> optuna.samplers.BaseSampler:
+    """The sampler called `name`; an unknown name is a ConfigError listing the valid ones."""
+    if name not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
+    with warnings.catch_warnings():  # QMCSampler's "experimental" notice: nanonas chose it
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return SAMPLERS[name](search_space=search_space, seed=seed, population_size=population_size)

@@ -1,0 +1,201 @@
+"""What nanonas's samplers share: the space they search, the study's history, and its ranking.
+
+`SpaceSampler` is the base of CatCmaSampler and EvolutionSampler. It knows one categorical
+space and nothing else, and every proposal is a pure function of the seed, the trial's number
+and the finished trials in the storage, so a study resumed in a new process (or shared by several
+workers over one database) proposes what it would have proposed anyway.
+
+How a finished trial ranks, in both samplers (best first):
+  1. COMPLETE and feasible, by its values (the study's directions; Pareto terms when several);
+  2. PRUNED, below every COMPLETE trial (it was stopped for being worse than its peers), by its
+     last reported accuracy (its last intermediate value, else its recorded curve's last);
+  3. COMPLETE but infeasible (a `trial.constraints` value > 0), by total violation;
+  4. FAIL. A FAIL that Optuna's retry callback re-enqueued is left out: its retry will tell.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from nanonas import records
+
+__all__ = [
+    "RESAMPLES",
+    "Arch",
+    "RankKey",
+    "Space",
+    "SpaceSampler",
+    "check_int",
+    "check_seed",
+    "rank_key",
+]
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+RESAMPLES = 20  # draws from the same seeded RNG before accepting an already-taken architecture
+
+Arch = tuple[int, ...]  # one choice index per searched (multi-choice) parameter
+RankKey = tuple[int, float]  # (class 0-3 as in the module docstring, then lower is better)
+
+
+class SpaceSampler(optuna.samplers.BaseSampler):
+    """What both samplers share: the space they know (and nothing else), and a proposal that is
+    a pure function of the seed, the trial's number and the study's trials."""
+
+    _space: Space
+    _seed: int
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return dict(self._space.distributions)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        if not self._space.sizes:  # every parameter has a single choice: nothing to search
+            return self._space.params(())
+        trials = study.get_trials(deepcopy=False)
+        history, taken = self._space.scan(trials)
+        rng = np.random.RandomState(_trial_seed(self._seed, trial.number))
+        return self._space.params(self._propose(study, trial, trials, history, taken, rng))
+
+    def _propose(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        trials: list[FrozenTrial],
+        history: list[tuple[FrozenTrial, Arch]],
+        taken: set[Arch],
+        rng: np.random.RandomState,
+    ) -> Arch:
+        raise NotImplementedError  # each sampler's own search
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        name = type(self).__name__
+        raise _outside(name, self._space.distributions, param_name, param_distribution)
+
+
+class Space:
+    """The categorical space a sampler searches: Optuna parameters to choice indices and back.
+
+    Parameters with a single choice are not searched (CatCMA needs two categories or more);
+    they always take their only choice.
+    """
+
+    def __init__(self, space: Any, who: str) -> None:
+        self.distributions = _check_space(space, who)
+        self._choices = {n: d.choices for n, d in self.distributions.items()}
+        self.searched = [n for n, c in self._choices.items() if len(c) > 1]
+        self.sizes = [len(self._choices[n]) for n in self.searched]
+        # Dict lookups, not to_internal_repr: a proposal encodes every trial of the study.
+        self._index = [(n, {c: i for i, c in enumerate(self._choices[n])}) for n in self.searched]
+
+    def encode(self, params: dict[str, Any] | None) -> Arch | None:
+        """The architecture of `params`, or None if they do not cover this space."""
+        try:
+            return tuple(index[params[n]] for n, index in self._index)
+        except (KeyError, TypeError):
+            return None
+
+    def params(self, arch: Arch) -> dict[str, Any]:
+        chosen = dict(zip(self.searched, arch, strict=True))
+        return {n: c[chosen.get(n, 0)] for n, c in self._choices.items()}
+
+    def scan(
+        self, trials: Sequence[FrozenTrial]
+    ) -> tuple[list[tuple[FrozenTrial, Arch]], set[Arch]]:
+        """The finished trials of this space in number order with their architectures, and
+        every architecture that some trial has (evaluated, running, or waiting to run)."""
+        retried = {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+        history, taken = [], set()
+        for t in sorted(trials, key=lambda t: t.number):
+            if t.state == TrialState.WAITING:
+                arch = self.encode(t.params or t.system_attrs.get("fixed_params"))
+            else:
+                arch = self.encode(t.params)
+            if arch is None:
+                continue
+            taken.add(arch)
+            # Choices are not compared with the trial's distributions: Optuna already refuses
+            # a parameter whose categorical choices differ from the study's earlier trials'.
+            if t.state in _FINISHED and not (t.state == TrialState.FAIL and t.number in retried):
+                history.append((t, arch))  # a retried FAIL is left to its retry to tell
+        return history, taken
+
+
+def rank_key(trial: FrozenTrial, signs: list[float]) -> RankKey:
+    """The module docstring's order as (class, lower-is-better value); COMPLETE is (0, value)."""
+    if trial.state == TrialState.FAIL:
+        return (3, 0.0)
+    if trial.state == TrialState.PRUNED:
+        return (1, _last_score(trial, signs[0]))
+    violation = sum(max(0.0, float(c)) for c in trial.constraints.values())
+    if violation > 0:
+        return (2, violation)
+    return (0, signs[0] * trial.values[0] if len(signs) == 1 else 0.0)
+
+
+def _last_score(trial: FrozenTrial, sign: float) -> float:
+    """A pruned trial's last reported accuracy, negated where higher is better."""
+    if trial.intermediate_values:
+        value = sign * trial.intermediate_values[max(trial.intermediate_values)]
+    else:
+        acc = records.last_acc(trial)
+        value = -acc if acc is not None else math.inf
+    return value if math.isfinite(value) else math.inf
+
+
+def _trial_seed(seed: int, number: int) -> int:
+    """A 32-bit seed of its own for every (seed, trial number)."""
+    return int(np.random.SeedSequence([seed % 2**64, number]).generate_state(1)[0])
+
+
+def _check_space(space: Any, who: str) -> dict[str, CategoricalDistribution]:
+    if not isinstance(space, dict) or not space:
+        raise ValueError(
+            f"search_space must be a non-empty dict of parameter name -> "
+            f"CategoricalDistribution, got {space!r}"
+        )
+    for name, dist in space.items():
+        if not isinstance(dist, CategoricalDistribution):
+            raise ValueError(
+                f"search_space[{name!r}] is {dist!r}; {who} searches only categorical "
+                f"parameters: every value must be a CategoricalDistribution"
+            )
+    return dict(space)
+
+
+def check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    return int(seed)
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _outside(
+    who: str, space: dict[str, CategoricalDistribution], name: str, dist: BaseDistribution
+) -> ValueError:
+    return ValueError(
+        f"parameter {name!r} ({dist!r}) is outside the search space: {who} searches only the "
+        f"categorical space it was given ({', '.join(space)}) and never samples at random"
+    )
