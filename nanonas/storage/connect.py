@@ -1,26 +1,12 @@
-"""Open the storage a study lives in, named by one string: a database URL or a journal file.
+"""Open the storage a study lives in: connect, fail in one line, heartbeats, reconnection.
 
     storage = open_storage("postgresql://user@db-host/nanonas")  # connects now, or one-line error
     study = optuna.create_study(storage=storage, study_name="s1", load_if_exists=True)
 
-| --storage                              | what opens                              | heartbeats |
-|----------------------------------------|-----------------------------------------|------------|
-| sqlite:///nanonas.db (sqlite:////abs)  | RDBStorage, WAL, 30 s busy timeout      | yes        |
-| postgresql://user:pw@host:5432/db      | RDBStorage over psycopg2                | yes        |
-| mysql://user:pw@host:3306/db (mariadb) | RDBStorage over PyMySQL                 | yes        |
-| redis://[:pw@]host:6379/0 (rediss://)  | Optuna's JournalStorage on Redis        | no         |
-| /nfs/shared/nanonas.log (or .journal)  | JournalStorage in a file, symlink lock  | no         |
-
-A URL without a driver gets the one nanonas installs with its extras and tests: postgresql://
-means postgresql+psycopg2:// (SQLAlchemy 2.1 would pick psycopg 3) and mysql:// or mariadb://
-means +pymysql (SQLAlchemy would pick mysqlclient). A driver written out is used as written.
-`check_url` returns the URL with the driver made explicit: that is the string to hand to
-`optuna-dashboard`, which does not rewrite it.
-
-A journal file is a plain path ending in .log or .journal, with no scheme: the same string
-`optuna-dashboard` accepts. Its lock is a symbolic link (Optuna's JournalFileSymlinkLock), which
-is atomic on every NFS version, so workers on several machines can share a file on NFS, where
-SQLite's fcntl locks are unreliable.
+What a storage string may be, and which driver it gets, is nanonas.storage.urls's concern; this
+file opens what it names. A journal file's lock is a symbolic link (Optuna's
+JournalFileSymlinkLock), which is atomic on every NFS version, so workers on several machines
+can share a file on NFS, where SQLite's fcntl locks are unreliable.
 
 Heartbeats: only RDBStorage records them in Optuna 5.0 (JournalStorage does not implement
 BaseHeartbeat), and only inside `study.optimize`, not with ask/tell. There a worker that dies
@@ -51,185 +37,36 @@ Redis journal retries through redis-py's own default policy.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import inspect
 import logging
 import os
-import re
 import sqlite3
 import threading
 import time
 import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import optuna
 import sqlalchemy
-import sqlalchemy.engine
 import sqlalchemy.exc
 import sqlalchemy.pool
 from optuna.storages import journal
 
 from nanonas.errors import ConfigError, NanonasError
+from nanonas.storage.urls import Target, is_sqlite, mask, parse, reason
 
-__all__ = [
-    "StorageError",
-    "check_url",
-    "is_sqlite",
-    "mask",
-    "open_storage",
-    "retry_callback",
-]
+__all__ = ["StorageError", "open_storage", "retry_callback"]
 
 _logger = logging.getLogger(__name__)
 
-_EXAMPLES = "sqlite:///nanonas.db, postgresql://user@host/db, mysql://user@host/db, "
-_EXAMPLES += "redis://host:6379/0 or a journal file path ending in .log"
-
-# dialect -> (driver nanonas installs, its extra)
-_DRIVERS: dict[str, tuple[str, str]] = {
-    "postgresql": ("psycopg2", "postgres"),
-    "mysql": ("pymysql", "mysql"),
-    "mariadb": ("pymysql", "mysql"),
-}
-_JOURNAL_SUFFIXES = (".log", ".journal")
-_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _SQLITE_BUSY_TIMEOUT = 30  # seconds a writer waits for SQLite's lock before "database is locked"
 
 
 class StorageError(NanonasError):
     """The storage is unreachable, refuses the login, or has no such database (one line)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class _Target:
-    kind: str  # rdb | redis | journal
-    url: str  # with the driver made explicit (rdb)
-    sqlite_file: str | None = None  # the database file of an SQLite URL; None in memory
-
-
-# --- URLs ------------------------------------------------------------------------------------
-
-
-def mask(url: str) -> str:
-    """`url` with any password replaced by ***, for logs, messages and user attrs.
-
-    Masks too much rather than too little, malformed URLs included: everything from the first
-    colon that does not start "://" to the last @ goes, and password=... in the query string.
-    """
-    text = str(url)
-    at = text.rfind("@")
-    colon = next((m.start() for m in re.finditer(r":(?!//)", text[: max(at, 0)])), -1)
-    if colon >= 0:
-        text = f"{text[: colon + 1]}***{text[at:]}"
-    return re.sub(r"([?&](?:password|passwd|pwd)=)[^&#]*", r"\1***", text, flags=re.I)
-
-
-def is_sqlite(url: str) -> bool:
-    """Whether `url` names an SQLite database: safe for one writer, not for parallel workers."""
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    return scheme.split("+", 1)[0].lower() == "sqlite"
-
-
-def check_url(url: str) -> str:
-    """Validate `url` without connecting or creating anything; return the URL open_storage uses.
-
-    Raises ConfigError for a malformed URL, an unknown scheme, an SQLite or journal file whose
-    folder does not exist, or a driver that is not installed (naming the extra to install).
-    """
-    return _parse(url).url
-
-
-def _parse(url: str) -> _Target:
-    if not isinstance(url, str) or not url.strip():
-        raise ConfigError(f"storage must be a URL such as {_EXAMPLES}; got {url!r}")
-    if "://" not in url:
-        if url.endswith(_JOURNAL_SUFFIXES):
-            _check_folder(url, url)
-            return _Target("journal", url)
-        if url.endswith(_SQLITE_SUFFIXES):
-            raise ConfigError(f"malformed storage URL {url!r}; did you mean sqlite:///{url}?")
-        raise ConfigError(f"malformed storage URL {mask(url)!r}; expected {_EXAMPLES}")
-    if url.split("://", 1)[0].lower() in ("redis", "rediss"):
-        return _Target("redis", _parse_redis(url))
-    return _parse_rdb(url)
-
-
-def _parse_rdb(url: str) -> _Target:
-    scheme = url.split("://", 1)[0]
-    try:
-        parsed = sqlalchemy.engine.make_url(url)  # a bad port raises ValueError
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        raise ConfigError(f"malformed storage URL {mask(url)!r}; expected {_EXAMPLES}") from None
-    dialect = parsed.get_backend_name()
-    if dialect != "sqlite" and dialect not in _DRIVERS:
-        raise ConfigError(
-            f"unknown storage scheme {scheme!r} in {mask(url)!r}; valid: sqlite, postgresql, "
-            "mysql, mariadb, redis, rediss, or a journal file path ending in .log"
-        )
-    if dialect in _DRIVERS and "+" not in scheme:
-        url = f"{dialect}+{_DRIVERS[dialect][0]}{url[len(scheme) :]}"
-        parsed = sqlalchemy.engine.make_url(url)
-    driver = parsed.get_driver_name()
-    try:
-        parsed.get_dialect().import_dbapi()
-    except sqlalchemy.exc.NoSuchModuleError:
-        raise ConfigError(f"unknown driver {driver!r} in storage URL {mask(url)!r}") from None
-    except ImportError:
-        raise ConfigError(_missing_driver(dialect, driver, url)) from None
-    if dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        _check_folder(parsed.database, url)
-        # A URL with options (uri=true, mode=ro, ...) is left as its author set it up.
-        return _Target("rdb", url, sqlite_file=None if parsed.query else parsed.database)
-    return _Target("rdb", url)
-
-
-def _missing_driver(dialect: str, driver: str, url: str) -> str:
-    message = f"storage {mask(url)!r} needs the {dialect} driver {driver!r}, which is not installed"
-    if dialect not in _DRIVERS:
-        return message
-    ours, extra = _DRIVERS[dialect]
-    if driver == ours:
-        return f"{message}: pip install 'nanonas[{extra}]'"
-    return f"{message}; install it, or use {dialect}+{ours}:// and pip install 'nanonas[{extra}]'"
-
-
-def _parse_redis(url: str) -> str:
-    try:
-        import redis.connection
-    except ImportError:
-        raise ConfigError(
-            f"storage {mask(url)!r} needs the Redis client, which is not installed: "
-            "pip install 'nanonas[redis]'"
-        ) from None
-    usage = "expected redis://[:password@]host:port/db"
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
-        options = redis.connection.parse_url(url)
-    except ValueError as e:
-        raise ConfigError(f"malformed Redis URL {mask(url)!r}: {e}; {usage}") from None
-    if not parts.hostname or not re.fullmatch(r"/?\d*", parts.path):
-        raise ConfigError(f"malformed Redis URL {mask(url)!r}; {usage}")
-    # redis-py hands unknown query keys to the connection, which fails only on first use.
-    known = set(redis.connection.URL_QUERY_ARGUMENT_PARSERS)
-    known |= set(inspect.signature(redis.Redis.__init__).parameters)
-    unknown = sorted(set(options) - known - {"host", "port", "username", "password"})
-    if unknown:
-        raise ConfigError(f"unknown option {unknown[0]!r} in Redis URL {mask(url)!r}")
-    return url
-
-
-def _check_folder(path: str, url: str) -> None:
-    folder = Path(path).parent
-    if not folder.is_dir():
-        raise ConfigError(f"storage {mask(url)!r}: folder {str(folder)!r} does not exist")
-
-
-# --- opening ---------------------------------------------------------------------------------
 
 
 def open_storage(
@@ -256,7 +93,7 @@ def open_storage(
     server is unreachable, refuses the login or has no such database.
     """
     _check_options(heartbeat_interval, grace_period, max_retry, connect_timeout, reconnect_timeout)
-    target = _parse(url)
+    target = parse(url)
     if target.kind == "journal":
         return _open_journal_file(target.url)
     if target.kind == "redis":
@@ -333,7 +170,7 @@ def _check_max_retry(max_retry: Any) -> None:
 
 
 def _open_rdb(
-    target: _Target,
+    target: Target,
     *,
     heartbeat_interval: int | None,
     grace_period: int | None,
@@ -370,9 +207,9 @@ def _open_rdb(
             storage = cls(url, engine_kwargs=engine_kwargs, **kwargs)
     except sqlalchemy.exc.SQLAlchemyError as e:
         # `from None`: the driver's exception chain can quote connection details.
-        raise StorageError(f"cannot open storage {mask(url)}: {_reason(e, url)}") from None
+        raise StorageError(f"cannot open storage {mask(url)}: {reason(e, url)}") from None
     except RuntimeError as e:  # Optuna: the tables were made by an incompatible Optuna version
-        raise StorageError(f"cannot open storage {mask(url)}: {_reason(e, url)}") from None
+        raise StorageError(f"cannot open storage {mask(url)}: {reason(e, url)}") from None
     if not sqlite:
         storage._reconnect_timeout = float(reconnect_timeout)
     return storage
@@ -402,7 +239,7 @@ def _probe(url: str, connect_timeout: int) -> None:
         with engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
     except sqlalchemy.exc.SQLAlchemyError as e:
-        raise StorageError(f"cannot open storage {mask(url)}: {_reason(e, url)}") from None
+        raise StorageError(f"cannot open storage {mask(url)}: {reason(e, url)}") from None
     finally:
         engine.dispose()
 
@@ -422,7 +259,7 @@ def _open_redis(url: str, *, connect_timeout: int) -> optuna.storages.BaseStorag
     try:
         probe.ping()
     except redis.exceptions.RedisError as e:
-        raise StorageError(f"cannot open storage {mask(url)}: {_reason(e, url)}") from None
+        raise StorageError(f"cannot open storage {mask(url)}: {reason(e, url)}") from None
     finally:
         probe.close()
     # The backend builds its client from the URL alone (again after pickling), so the connect
@@ -436,7 +273,7 @@ def _open_redis(url: str, *, connect_timeout: int) -> optuna.storages.BaseStorag
             backend = journal.JournalRedisBackend(url)
             return journal.JournalStorage(backend)
     except redis.exceptions.RedisError as e:
-        raise StorageError(f"cannot open storage {mask(url)}: {_reason(e, url)}") from None
+        raise StorageError(f"cannot open storage {mask(url)}: {reason(e, url)}") from None
 
 
 def _open_journal_file(path: str) -> optuna.storages.BaseStorage:
@@ -459,22 +296,6 @@ def _quiet_experimental() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
-
-
-def _reason(error: BaseException, url: str) -> str:
-    """The driver's own message as one line, with the URL's password scrubbed out."""
-    original = getattr(error, "orig", None) or error
-    args = getattr(original, "args", ())
-    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
-        text = f"{args[1]} (MySQL error {args[0]})"  # PyMySQL: (code, message)
-    else:
-        text = str(original) or type(original).__name__
-    text = re.sub(r"\(Background on this error at: [^)]*\)", "", text)
-    text = " ".join(text.split())
-    password = urllib.parse.urlsplit(url).password if "://" in url else None
-    for secret in filter(None, {password, password and urllib.parse.unquote(password)}):
-        text = text.replace(secret, "***")
-    return text
 
 
 # --- reconnecting RDBStorage -----------------------------------------------------------------
@@ -528,17 +349,17 @@ def _call_with_retry(storage: Any, method: Callable[..., Any], args: Any, kwargs
             cause = _transient(e)
             if cause is None:
                 raise
-            reason = _reason(cause, storage.url)
+            why = reason(cause, storage.url)
             if time.monotonic() + delay > deadline:
                 raise StorageError(
-                    f"storage {mask(storage.url)} failed ({reason}) and did not recover "
+                    f"storage {mask(storage.url)} failed ({why}) and did not recover "
                     f"within reconnect-timeout {timeout:g} s"
                 ) from None
             _logger.warning(
                 "storage %s: %s failed (%s); retrying in %.1f s",
                 mask(storage.url),
                 method.__name__,
-                reason,
+                why,
                 delay,
             )
             time.sleep(delay)
