@@ -47,8 +47,8 @@ _FROM_STUDY = ("StudyConfig", "nano_nas", "run")
 
 
 def __getattr__(name: str) -> Any:
-    # nanonas.study is imported on first use, not here: `python -m nanonas.study` would otherwise
-    # find the module already imported by the package and run a second copy of it.
+    # nanonas.study is imported on first use, not here: it brings Optuna and SQLAlchemy, which
+    # the model, data and training code need not pay for.
     if name in _FROM_STUDY:
         from nanonas import study
 

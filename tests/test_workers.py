@@ -21,6 +21,7 @@ import sqlalchemy
 from conftest import OFFLINE, TINY, run_cli, server
 from optuna.trial import TrialState
 
+from nanonas import records
 from nanonas.storage import check_url, open_storage
 
 KEYS = {"arch", "params", "flops", "val_acc", "train_seconds", "device", "worker"}
@@ -54,10 +55,11 @@ def _wait_for(condition, *, timeout: float, what: str):
 
 def _running_mid_trial(url: str, name: str):
     """A callable: the first RUNNING trial that has finished an epoch, or None."""
+    storage = open_storage(url)  # one for all the polls: a new one each time leaks connections
 
     def check():
         try:
-            study = optuna.load_study(study_name=name, storage=open_storage(url))
+            study = optuna.load_study(study_name=name, storage=storage)
         except KeyError:  # not created yet
             return None
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -129,8 +131,8 @@ def test_sigterm_stops_cleanly_and_the_study_resumes(tmp_path, workers):
     study = optuna.load_study(study_name=name, storage=open_storage(url))
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert TrialState.RUNNING not in states and TrialState.FAIL in states
-    # The same command goes on with the study.
-    done = run_cli(*TINY, *args, "--epochs", "1", "--n-trials", "1", cwd=tmp_path)
+    # The same command goes on with the study (with its recipe: --epochs stays).
+    done = run_cli(*TINY, *args, "--n-trials", "1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     resumed = optuna.load_study(study_name=name, storage=open_storage(url))
     assert len(resumed.trials) == len(states) + 1
@@ -176,3 +178,16 @@ def test_workers_must_not_outnumber_trials(tmp_path):
     done = run_cli(*TINY, "--workers", "3", "--n-trials", "2", cwd=tmp_path)
     assert done.returncode == 2
     assert "workers (3) must not exceed n-trials (2)" in done.stderr
+
+
+def test_workers_whose_share_is_smaller_than_their_number_finish_it(tmp_path):
+    # 3 trials for 2 workers: one worker's share (1) is below the number of workers, which a
+    # worker must not mistake for a config error; a journal file needs no server.
+    args = ["--epochs", "1", "--sampler", "random", "--storage", "s.log", "--study-name", "q"]
+    done = run_cli(*TINY, *args, "--workers", "2", "--n-trials", "3", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="q", storage=open_storage(str(tmp_path / "s.log")))
+    assert sorted(t.number for t in study.trials) == [0, 1, 2]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    roles = sorted(e["role"] for e in records.runs(study.user_attrs).values())
+    assert roles == ["supervisor", "worker 0", "worker 1"]  # one run entry per process

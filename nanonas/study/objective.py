@@ -1,0 +1,162 @@
+"""One trial: sample an architecture, check its budget, look for a duplicate, train, record.
+
+    objective = Objective(config, train_set, val_set, progress=progress, run="run:...")
+    study.optimize(objective, n_trials=10)
+
+The only code here that touches Optuna's trial is `space.sample` (the parameters) and the
+records helpers (its attributes); the network and the training are plain functions. In order:
+
+1. `space.sample(trial)` picks the width and one op per block.
+2. Its parameters and FLOPs are counted without allocating weights, and recorded.
+3. Over a budget (--max-params, --max-flops)? Never trained: it ends COMPLETE with accuracy 0,
+   and its constraints (`trial.set_constraint`) tell the sampler why.
+4. Trained before? A finished trial of the same architecture lends its result (`reused_from`):
+   a COMPLETE one its values, a PRUNED one its pruning.
+5. Trained: every epoch records the accuracy curve, reports it (single-objective studies) and
+   asks nanonas.pruning whether to stop. A NaN loss or an out-of-memory error fails the trial
+   with its reason; the study goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import optuna
+import torch
+
+from nanonas import data, records, space
+from nanonas.errors import DivergedError
+from nanonas.model import NanoNet, count_flops, count_params
+from nanonas.pruning import EpochPruner
+from nanonas.study.config import StudyConfig
+from nanonas.study.progress import Progress
+from nanonas.train import train
+
+__all__ = ["Objective"]
+
+_WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process on which machine ran a trial
+
+
+class Objective:
+    """Samples an architecture and trains it unless it is over budget or was trained before;
+    records what it measured in the trial's attributes (nanonas.records)."""
+
+    def __init__(
+        self,
+        config: StudyConfig,
+        train_set: data.ImageData,
+        val_set: data.ImageData,
+        *,
+        progress: Progress,
+        run: str,
+    ) -> None:
+        self.config = config
+        self.train_set = train_set
+        self.val_set = val_set
+        self.progress = progress
+        self.run = run  # the key of this process's run entry in the study
+        # nanonas prunes by itself, from the stored curves: Optuna's pruners cannot judge a
+        # trial in a multi-objective study. Median waits for 5 finished peers and judges from
+        # epoch 2 on (epoch-1 accuracy says little); sha and hyperband rungs start at epoch 1.
+        # In a Pareto study a trial's peers are the trials no larger than it.
+        self.pruner = EpochPruner(
+            config.pruner, max_epochs=config.epochs, size_keys=config.objectives[1:]
+        )
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        cfg = self.config
+        arch = space.sample(trial, widths=cfg.widths)
+        shape = dict(
+            num_classes=self.train_set.num_classes, in_channels=self.train_set.images.shape[1]
+        )
+        with torch.device("meta"):  # parameter count without allocating the weights
+            params = count_params(NanoNet(arch, **shape))
+        flops = count_flops(arch, image_size=self.train_set.image_size, **shape)
+        sizes = {"params": params, "flops": flops}  # as the size objectives are named
+        seed = cfg.seed + trial.number
+        records.write_candidate(
+            trial, arch=arch, params=params, flops=flops, worker=_WORKER, run=self.run, seed=seed
+        )
+
+        # Every trial of a budgeted study carries the constraints (<= 0: within budget), so the
+        # sampler learns from the feasible trials too. An over-budget network is never trained.
+        over = []
+        for key, limit in cfg.budgets.items():
+            trial.set_constraint(key, float(sizes[key] - limit))
+            if sizes[key] > limit:
+                over.append(f"{key} {sizes[key]:,} > {limit:,}")
+        if over:
+            records.write_infeasible(trial, f"over budget ({', '.join(over)}); not trained")
+            return records.values(0.0, sizes, cfg.objectives)
+
+        original = self._trained_before(trial, str(arch))
+        if original is not None:
+            return self._reuse(trial, original)
+        return self._train(trial, arch, sizes, seed)
+
+    def _train(
+        self, trial: optuna.Trial, arch: space.Architecture, sizes: dict[str, int], seed: int
+    ) -> float | tuple[float, ...]:
+        cfg = self.config
+        curve: list[float] = []
+
+        def on_epoch(epoch: int, acc: float) -> None:
+            curve.append(acc)
+            records.write_curve(trial, curve)
+            self.progress.epoch_done(epoch, acc)
+            if not cfg.multi_objective:  # Optuna keeps (and plots) reports of one objective only
+                trial.report(acc, epoch)
+            if not self.pruner.judges(epoch):
+                return
+            trials = trial.study.get_trials(deepcopy=False)
+            reason = self.pruner.prune_reason(trials, number=trial.number, curve=curve, sizes=sizes)
+            if reason is not None:
+                records.write_pruned(trial, reason)
+                raise optuna.TrialPruned(reason)
+
+        self.progress.trial_started(trial.number, arch)
+        start = time.perf_counter()
+        try:
+            history = train(
+                arch,
+                cfg.training(seed=seed),
+                train_set=self.train_set,
+                val_set=self.val_set,
+                on_epoch=on_epoch,
+            )
+        except (DivergedError, torch.OutOfMemoryError) as e:
+            reason = str(e).splitlines()[0] if isinstance(e, DivergedError) else "out of memory"
+            records.write_failure(trial, reason)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise
+        finally:
+            records.write_training(
+                trial,
+                seconds=time.perf_counter() - start,
+                device=str(self.train_set.images.device),
+            )
+        return records.values(history.val_acc[-1], sizes, cfg.objectives)
+
+    @staticmethod
+    def _trained_before(trial: optuna.Trial, arch: str) -> optuna.trial.FrozenTrial | None:
+        """The first finished trial that trained this same architecture, if any. (Two workers
+        may still train one architecture at once; the second then simply trains it again.)"""
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        for other in trial.study.get_trials(deepcopy=False, states=states):
+            if records.arch(other) == arch and records.trained(other):
+                return other
+        return None
+
+    def _reuse(
+        self, trial: optuna.Trial, original: optuna.trial.FrozenTrial
+    ) -> float | tuple[float, ...]:
+        """Give the trial the result of `original`, an earlier trial of the same architecture."""
+        records.write_reuse(trial, original)
+        if original.state == optuna.trial.TrialState.PRUNED:
+            reason = f"same architecture as trial {original.number}, which was pruned"
+            records.write_pruned(trial, reason)
+            raise optuna.TrialPruned(reason)
+        return original.value if not self.config.multi_objective else tuple(original.values)

@@ -1,0 +1,76 @@
+"""What a running study shows: a line per finished trial, and progress bars on a terminal.
+
+    progress = Progress(config)
+    study.optimize(objective, callbacks=[progress.trial_done])
+    progress.close()
+
+A bar of trials and, under it, a bar of the running trial's epochs, only where one process
+writes to a terminal: in a log file they are noise, and N workers' bars would overwrite each
+other. The per-trial lines stay (unless --no-progress).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import optuna
+
+from nanonas import records, space
+from nanonas.study.config import StudyConfig
+
+__all__ = ["Progress"]
+
+
+class Progress:
+    """A bar of trials and, under it, a bar of the running trial's epochs; one line per trial."""
+
+    def __init__(self, config: StudyConfig, *, n_trials: int | None = None) -> None:
+        from tqdm.auto import tqdm
+
+        self._tqdm = tqdm
+        bars = config.progress and config.workers == 1 and sys.stderr.isatty()
+        self.epochs = config.epochs
+        self.trials = tqdm(
+            total=config.n_trials if n_trials is None else n_trials,
+            desc="trials",
+            unit="trial",
+            position=0,
+            disable=not bars,
+            dynamic_ncols=True,
+        )
+        self.epoch_bar = tqdm(
+            total=config.epochs,
+            desc="epochs",
+            unit="ep",
+            position=1,
+            leave=False,
+            disable=not bars,
+            dynamic_ncols=True,
+        )
+        self.lines = config.progress
+
+    def trial_started(self, number: int, arch: space.Architecture) -> None:
+        self.epoch_bar.reset(total=self.epochs)
+        self.epoch_bar.set_description(f"trial {number}")
+        self.epoch_bar.set_postfix_str("")  # not the last trial's accuracy
+
+    def epoch_done(self, epoch: int, acc: float) -> None:
+        self.epoch_bar.update(1)
+        self.epoch_bar.set_postfix(val_acc=f"{acc:.4f}")
+
+    def trial_done(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.trials.update(1)
+        record = records.read(trial)
+        acc = record.val_acc[-1] if record.val_acc else math.nan
+        line = (
+            f"trial {trial.number:>4}  {trial.state.name:<8}  acc {acc:.4f}  "
+            f"params {record.params or 0:>9,}  {record.arch}"
+        )
+        line += "".join(f"  ({why})" for why in records.reasons(trial))
+        if self.lines:
+            self._tqdm.write(line, file=sys.stderr)
+
+    def close(self) -> None:
+        self.epoch_bar.close()
+        self.trials.close()

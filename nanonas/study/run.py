@@ -1,0 +1,187 @@
+"""Open (create or resume) a study and run trials in it, in this process or in --workers processes.
+
+    study = run(StudyConfig(dataset="synthetic", widths=(8,), n_trials=10))
+    search = open_search(config, role="main")     # the study, its data splits, this run's entry
+    study = optimize(search, n_trials=5)
+
+The flow of one run: the data is loaded (a failure there touches no study), the storage opened,
+an existing study's recipe compared with this run's (a difference is refused before anything is
+written; nanonas.study.recipe), the study created if new, the training set split with the
+study's own split seed, this process's run entry recorded; then `study.optimize` calls the
+objective (nanonas.study.objective) for each trial. With --workers N, this process only opens
+the study (so a mismatch or a download happens once) and supervises N worker processes
+(nanonas.workers), each of which opens the study and optimizes its share of the trials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+
+from nanonas import data, records, samplers, space, workers
+from nanonas.errors import DivergedError, NanonasError
+from nanonas.storage import is_sqlite, open_storage
+from nanonas.study import recipe
+from nanonas.study.config import StudyConfig
+from nanonas.study.objective import Objective
+from nanonas.study.progress import Progress
+from nanonas.train import resolve_device
+
+__all__ = ["Search", "open_search", "optimize", "run"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+    """An opened study and what its trials need: the splits of its data and this run's entry."""
+
+    config: StudyConfig
+    study: optuna.Study
+    train_set: data.ImageData
+    val_set: data.ImageData
+    run: str  # the key of this process's run entry in the study
+
+
+def run(config: StudyConfig) -> optuna.Study:
+    """Run `config.n_trials` more trials of the study `config` names and return the study.
+    With `config.workers` > 1 the trials are shared out among that many worker processes."""
+    if config.workers == 1:
+        return optimize(open_search(config, role="main"))
+    return _run_workers(config)
+
+
+def open_search(config: StudyConfig, *, role: str, to_device: bool = True) -> Search:
+    """Load the data, then create or resume the study (refusing a changed recipe), and record
+    this process (`role`: main, supervisor, worker N) in it. With `to_device` the splits are
+    moved to the training device, once for the whole run."""
+    device = resolve_device(config.device)  # an unusable device is refused before anything
+    full = data.load(config.dataset, data_dir=config.data_dir)
+    storage = open_storage(config.storage, heartbeat_interval=config.heartbeat_interval)
+    try:
+        existing: optuna.Study | None = optuna.load_study(study_name=config.name, storage=storage)
+    except KeyError:
+        existing = None
+    seed = recipe.split_seed(existing.user_attrs if existing else {}, config.seed)
+    made = recipe.make(config, full, split_seed=seed)
+    if existing is not None:
+        recipe.check(existing, config, made)  # refuses in one line, before any write
+    study = optuna.create_study(
+        storage=storage,
+        study_name=config.name,
+        load_if_exists=True,
+        directions=[records.OBJECTIVES[o] for o in config.objectives],
+    )
+    train_set, val_set = data.split(full, val_fraction=config.val_fraction, seed=seed)
+    recipe.record_creation(study, config, made, train_set, val_set)
+    if existing is None:  # another process may have created it at the same moment
+        recipe.check(study, config, made)
+    key = recipe.join(study, config, role=role)
+    if to_device:
+        train_set, val_set = train_set.to(device), val_set.to(device)
+    return Search(config, study, train_set, val_set, key)
+
+
+def optimize(
+    search: Search,
+    *,
+    n_trials: int | None = None,
+    worker: int = 0,
+    on_trial: Callable[[], None] | None = None,
+) -> optuna.Study:
+    """Run `n_trials` (default: the config's) trials of the opened search; `on_trial` is called
+    after each one finishes."""
+    config, study = search.config, search.study
+    n_trials = config.n_trials if n_trials is None else n_trials
+    # nanonas's own samplers derive each trial's proposal from the seed and the stored trials,
+    # so a resumed study goes on exactly where it stopped. Optuna's samplers keep their random
+    # state in memory: a resumed run (or another worker) must not replay the same proposals.
+    seed = config.seed
+    if config.sampler not in samplers.REPLAYABLE:
+        seed = int(np.random.SeedSequence([seed, len(study.trials), worker]).generate_state(1)[0])
+    study.sampler = samplers.make(
+        config.sampler,
+        search_space=space.distributions(config.widths),
+        seed=seed,
+        population_size=config.population_size,
+    )
+
+    progress = Progress(config, n_trials=n_trials)
+    objective = Objective(
+        config, search.train_set, search.val_set, progress=progress, run=search.run
+    )
+    callbacks = [progress.trial_done]
+    if on_trial is not None:
+        callbacks.append(lambda study, trial: on_trial())
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our per-trial lines replace Optuna's
+    try:
+        study.optimize(
+            objective,
+            n_trials=n_trials,
+            timeout=config.timeout,
+            catch=(DivergedError, torch.OutOfMemoryError),
+            callbacks=callbacks,
+        )
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+        progress.close()
+    return study
+
+
+def _run_workers(config: StudyConfig) -> optuna.Study:
+    """Share `config.n_trials` among `config.workers` processes and supervise them."""
+    if is_sqlite(config.storage) and config.progress:
+        print(
+            "nanonas: warning: SQLite is not made for several writers at once; for --workers "
+            "use a postgresql://, mysql:// or redis:// storage, or a journal file (.log)",
+            file=sys.stderr,
+        )
+    for index in config.devices:
+        resolve_device(f"cuda:{index}")  # before any worker starts
+    # Load (and download) the data once, here: the workers then read it from disk, never
+    # downloading it at once. Opening the study here refuses a mismatched one just as early.
+    open_search(config, role="supervisor", to_device=False)
+    base, extra = divmod(config.n_trials, config.workers)
+    quotas = [base + (i < extra) for i in range(config.workers)]
+    # A killed worker is restarted once its trial's heartbeat is stale (Optuna's grace period
+    # is twice the interval), so that its first trial fails and re-queues the lost one.
+    code = workers.supervise(
+        _worker, (config,), quotas, restart_delay=2 * config.heartbeat_interval + 1
+    )
+    if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+        raise workers.Interrupted(code - 128)
+    if code != 0:
+        raise NanonasError(f"a worker failed (exit code {code}); the others were stopped")
+    return optuna.load_study(study_name=config.name, storage=open_storage(config.storage))
+
+
+def _worker(config: StudyConfig, index: int, quota: int, done: Any) -> None:
+    """One worker process: its share of the trials, on its device, with its share of the CPU."""
+    workers.stop_cleanly_on_signals()
+    if config.devices:
+        config = dataclasses.replace(
+            config, device=f"cuda:{config.devices[index % len(config.devices)]}"
+        )
+    if resolve_device(config.device).type == "cpu":
+        # N workers with a thread per core each would slow every one of them down many times.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
+
+    def count() -> None:
+        with done.get_lock():
+            done.value += 1
+
+    try:
+        search = open_search(config, role=f"worker {index}")
+        optimize(search, n_trials=quota, worker=index, on_trial=count)
+    except NanonasError as e:
+        print(f"nanonas: error: worker {index}: {e}", file=sys.stderr)
+        sys.exit(2)
+    except workers.Interrupted as e:
+        sys.exit(128 + e.signum)
