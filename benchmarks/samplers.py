@@ -4,7 +4,8 @@
     python benchmarks/samplers.py --samplers cmaes,random --seeds 10 --trials 300
     python benchmarks/samplers.py --samplers gp --trials 50   # gp: minutes per run
 
-Each sampler is built by its real factory, `nanonas.study.SAMPLERS[name](StudyConfig(), seed)`,
+Each sampler is built by the registry a study uses, `nanonas.samplers.make(name, ...)` with the
+default StudyConfig's population size,
 and searches the real space through `space.sample(trial)`; only training is replaced by
 `Landscape`, a seeded synthetic accuracy shaped like the real one:
 
@@ -41,8 +42,8 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from nanonas import space
-from nanonas.study import SAMPLERS, StudyConfig
+from nanonas import samplers, space
+from nanonas.study import StudyConfig
 
 OPS = space.OP_NAMES
 N_BLOCKS = 2 * space.BLOCKS_PER_STAGE
@@ -172,7 +173,12 @@ def random_architectures(n: int, rng: np.random.Generator) -> list[space.Archite
 
 def run_one(name: str, seed: int, trials: int, landscape: Landscape) -> tuple[list[float], float]:
     """Best-so-far (noise-free accuracy of the observed best) after each trial, and seconds."""
-    sampler = SAMPLERS[name](StudyConfig(sampler=name), seed)
+    sampler = samplers.make(
+        name,
+        search_space=space.distributions(),
+        seed=seed,
+        population_size=StudyConfig().population_size,
+    )
     study = optuna.create_study(sampler=sampler, direction="maximize")
 
     def objective(trial: optuna.Trial) -> float:
@@ -201,14 +207,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=5, help="seeds per sampler (default 5)")
     p.add_argument("--trials", type=int, default=200, help="trials per run (default 200)")
-    default = ",".join(n for n in SAMPLERS if n not in SLOW)
+    default = ",".join(n for n in samplers.SAMPLERS if n not in SLOW)
     p.add_argument("--samplers", default=default, help=f"comma-separated (default {default})")
     p.add_argument("--out", default="benchmarks/results/samplers.md")
     args = p.parse_args()
     names = [n.strip() for n in args.samplers.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SAMPLERS]
+    unknown = [n for n in names if n not in samplers.SAMPLERS]
     if unknown or args.seeds < 1 or args.trials < 1:
-        sys.exit(f"bad arguments: unknown samplers {unknown}; valid: {', '.join(SAMPLERS)}")
+        valid = ", ".join(samplers.SAMPLERS)
+        sys.exit(f"bad arguments: unknown samplers {unknown}; valid: {valid}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     landscape = Landscape(seed=0)
@@ -237,7 +244,7 @@ def main() -> None:
         "",
         f"{datetime.date.today()}, {_cpu()} ({_cpus()} cores available, shared with other "
         f"jobs), Python {platform.python_version()}, "
-        f"optuna {optuna.__version__}; each sampler built by `nanonas.study.SAMPLERS` with "
+        f"optuna {optuna.__version__}; each sampler built by `nanonas.samplers.make` with "
         "the default StudyConfig (population_size 20):",
         "",
         f"    python benchmarks/samplers.py --seeds {args.seeds} --trials {args.trials} "

@@ -45,9 +45,9 @@ from typing import Any
 
 import optuna
 
-from nanonas import space
+from nanonas import records, space
+from nanonas.pruning import EpochPruner
 from nanonas.storage import mask, open_storage
-from nanonas.study import PRUNERS, StudyConfig
 
 STORAGES = ("sqlite", "postgresql", "mysql", "redis", "journal-file")
 # Targets from the issue: PostgreSQL, 8 workers, 1,000 trials.
@@ -165,7 +165,7 @@ def _worker(
         results.put({"error": f"{type(e).__name__}: {e}"})
         return
 
-    pruner = PRUNERS["median"](StudyConfig(epochs=epochs))
+    pruner = EpochPruner("median", max_epochs=epochs)  # as the objective builds it
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
     def objective(trial: optuna.Trial) -> float:
@@ -173,14 +173,20 @@ def _worker(
             arch = space.sample(trial)
             rng = random.Random(trial.number)
             sizes = {"params": rng.randrange(10_000, 2_000_000)}
-            trial.set_user_attr("arch", str(arch))
-            trial.set_user_attr("params", sizes["params"])
-            trial.set_user_attr("flops", rng.randrange(1_000_000, 300_000_000))
+            records.write_candidate(  # the attributes nanonas writes before training
+                trial,
+                arch=arch,
+                params=sizes["params"],
+                flops=rng.randrange(1_000_000, 300_000_000),
+                worker=f"bench:{index}",
+                run=f"run:bench:{index}",
+                seed=trial.number,
+            )
             trial.study.get_trials(deepcopy=False, states=finished)  # the duplicate lookup
             curve: list[float] = []
             for epoch in range(1, epochs + 1):
                 curve.append(min(1.0, 0.1 + 0.08 * epoch + 0.1 * rng.random()))
-                trial.set_user_attr("val_acc", curve)
+                records.write_curve(trial, curve)
                 trial.report(curve[-1], epoch)
                 if pruner.judges(epoch):  # asked, not obeyed: every trial costs the same epochs
                     trials = trial.study.get_trials(deepcopy=False)
