@@ -92,11 +92,11 @@ class EpochPruner:
             return None
         bracket = number % self.n_brackets
         peers = [
-            records.curve(t)[epoch - 1]
+            peer[epoch - 1]
             for t in trials
             if t.number != number
             and self._is_peer(t, sizes, bracket)
-            and len(records.curve(t)) >= epoch
+            and len(peer := records.curve(t)) >= epoch
             and (self.flavour != "median" or t.state in (TrialState.COMPLETE, TrialState.PRUNED))
         ]
         if self.flavour == "median":

@@ -72,10 +72,10 @@ def open_search(config: StudyConfig, *, role: str, to_device: bool = True) -> Se
     made = recipe.make(config, full, split_seed=seed)
     if existing is not None:
         recipe.check(existing, config, made)  # refuses in one line, before any write
-    study = optuna.create_study(
+    study = existing or optuna.create_study(
         storage=storage,
         study_name=config.name,
-        load_if_exists=True,
+        load_if_exists=True,  # another process may create it at the same moment
         directions=[records.OBJECTIVES[o] for o in config.objectives],
     )
     train_set, val_set = data.split(full, val_fraction=config.val_fraction, seed=seed)

@@ -75,3 +75,22 @@ def test_uhvi_matches_cmaes_in_2d_and_counts_cells_in_3d():
             assert value <= 0
         else:
             assert value == pytest.approx(gained)
+
+
+def test_the_cmaes_internals_como_relies_on_are_still_there():
+    """_Como overrides and reads private members of cmaes 0.13 (its docstring says why): a
+    cmaes that renames them must fail here, by name, not somewhere deep in a search."""
+    import cmaes
+
+    from nanonas.samplers.catcma import _Como
+
+    assert cmaes.__version__.startswith("0.13."), f"cmaes {cmaes.__version__}: re-check _Como"
+    sizes = [3, 3]
+    kernels = [cmaes.CatCMAwM(c_space=sizes, population_size=4) for _ in range(2)]
+    como = _Como(c_space=sizes, kernels=kernels, seed=0, n_objectives=2)
+    for name in ("_kernel_tell", "_UHVI", "_update_ideal_nadir", "_get_reference_point"):
+        assert callable(getattr(cmaes.COMOCatCMAwM, name, None)), f"COMOCatCMAwM.{name} is gone"
+    for name in ("_ask_queue", "_tell_lists", "_kernels", "_ideal_point", "_incumbents_obj"):
+        assert hasattr(como, name), f"COMOCatCMAwM instances have no {name} any more"
+    slot = como.ask()
+    assert hasattr(slot, "_kernel_id") and hasattr(slot, "_incumbent_id")

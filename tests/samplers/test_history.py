@@ -187,3 +187,27 @@ def test_single_choice_width_and_parallel_threads(name):
     study.optimize(lambda t: hits(space.sample(t, widths=(8,)).params()), n_trials=40, n_jobs=2)
     assert all(t.params["width"] == 8 and len(t.params) == 9 for t in study.trials)
     assert isinstance(study.trials[0].distributions["width"], CategoricalDistribution)
+
+
+def test_retried_and_waiting_trials_are_read_as_optuna_writes_them():
+    """history.py reads two of Optuna's system attrs directly (its comment says why): a
+    retried FAIL is left to its retry, and a queued trial's architecture counts as taken."""
+    from nanonas.samplers.history import Space
+
+    study = optuna.create_study()
+    failed = {"width": 32} | {f"block_{i}": "conv3x3" for i in range(8)}
+    queued = failed | {"block_0": "skip"}
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.FAIL, params=failed, distributions=space.distributions()
+        )
+    )
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    retry = retry or optuna.storages.RetryFailedTrialCallback
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        retry()(study, study.trials[0])  # Optuna's own retry: a WAITING copy of trial 0
+    study.enqueue_trial(queued)
+    scanned = Space(space.distributions(), "test")
+    history, taken = scanned.scan(study.get_trials(deepcopy=False))
+    assert history == []  # the retried FAIL teaches nothing: its retry will
+    assert scanned.encode(failed) in taken and scanned.encode(queued) in taken
