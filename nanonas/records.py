@@ -21,6 +21,7 @@ Trial user attributes (`TRIAL_KEYS` holds the types):
 | prune_reason  | str         | a PRUNED trial: why (it keeps its partial `val_acc`)           |
 | infeasible    | str         | over a budget: never trained, accuracy 0                       |
 | reused_from   | int         | a duplicate: the number of the trial whose result it took      |
+| alive         | float       | a RUNNING trial's last heartbeat (seconds since the epoch)     |
 
 Study user attributes: `recipe` (what makes trials comparable, fixed at creation; see
 nanonas.study.recipe), `config` (the creating run's settings), `space`, `data` and `versions`,
@@ -52,6 +53,7 @@ __all__ = [
     "TRIAL_KEYS",
     "TrialRecord",
     "add_run",
+    "alive",
     "architecture",
     "arch",
     "curve",
@@ -69,6 +71,7 @@ __all__ = [
     "study_space",
     "trained",
     "values",
+    "write_alive",
     "write_candidate",
     "write_creation",
     "write_curve",
@@ -93,6 +96,7 @@ TRIAL_KEYS: dict[str, type | tuple[type, ...]] = {
     "prune_reason": str,
     "infeasible": str,
     "reused_from": int,
+    "alive": float,
 }
 STUDY_KEYS: dict[str, type] = {
     "recipe": dict,
@@ -166,7 +170,18 @@ def write_reuse(trial: optuna.Trial, original: FrozenTrial) -> None:
     write_training(trial, seconds=0.0, device=original.user_attrs.get("device", ""))
 
 
+def write_alive(trial: optuna.Trial, when: float) -> None:
+    """The running trial's heartbeat: its process was alive at `when` (time.time())."""
+    _set(trial, "alive", float(when))
+
+
 # --- reading a trial (pruning, samplers, summary, export, report) -----------------------------
+
+
+def alive(trial: FrozenTrial) -> float | None:
+    """When the trial's process last beat (time.time()), or None if it never did."""
+    when = trial.user_attrs.get("alive")
+    return float(when) if when is not None else None
 
 
 def arch(trial: FrozenTrial) -> str | None:
@@ -247,6 +262,7 @@ class TrialRecord:
     prune_reason: str | None = None
     infeasible: str | None = None
     reused_from: int | None = None
+    alive: float | None = None
 
 
 def read(trial: FrozenTrial) -> TrialRecord:

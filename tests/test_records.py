@@ -30,6 +30,7 @@ def test_every_key_round_trips_through_sqlite(tmp_path):
     records.write_failure(trial, "loss became nan")
     records.write_pruned(trial, "below the median")
     records.write_infeasible(trial, "over budget")
+    records.write_alive(trial, 1796000000.5)
     original = study.ask()
     records.write_curve(original, [0.75])
     records.write_training(original, seconds=2.0, device="cuda:0")
@@ -55,6 +56,10 @@ def test_every_key_round_trips_through_sqlite(tmp_path):
         prune_reason="below the median",
         infeasible="over budget",
         reused_from=1,
+        alive=1796000000.5,
+    )
+    assert (
+        records.alive(loaded.trials[0]) == 1796000000.5 and records.alive(_frozen(study, 1)) is None
     )
     # every schema key is a field of the record, and nothing else is
     fields = set(records.TrialRecord.__dataclass_fields__) - {"number", "state"}

@@ -5,12 +5,25 @@
     mask("postgresql://u:pw@h/db")     # -> "postgresql://u:***@h/db", for messages and attrs
 
 - `urls.py`: what a storage string may be, checked without connecting; the driver it gets.
-- `connect.py`: opening it, one-line failures, heartbeats, reconnection.
+- `connect.py`: opening it, one-line failures, faults that surface quickly (`fault`).
+- `contact.py`: is it answering? retries of idempotent calls, and the watchdog for silence.
+- `redis_journal.py`: Optuna's Redis journal layout, through a client that never re-sends.
+- `proxy.py`: a TCP proxy that drops, freezes or refuses connections, for fault tests.
 """
 
 from __future__ import annotations
 
-from nanonas.storage.connect import StorageError, open_storage, retry_callback
+from nanonas.storage.connect import ConnectionLost, StorageError, fault, open_storage
+from nanonas.storage.contact import Contact
 from nanonas.storage.urls import check_url, is_sqlite, mask
 
-__all__ = ["StorageError", "check_url", "is_sqlite", "mask", "open_storage", "retry_callback"]
+__all__ = [
+    "ConnectionLost",
+    "Contact",
+    "StorageError",
+    "check_url",
+    "fault",
+    "is_sqlite",
+    "mask",
+    "open_storage",
+]

@@ -1,4 +1,4 @@
-"""Open the storage a study lives in: connect, fail in one line, heartbeats, reconnection.
+"""Open the storage a study lives in: connect, fail in one line, surface faults quickly.
 
     storage = open_storage("postgresql://user@db-host/nanonas")  # connects now, or one-line error
     study = optuna.create_study(storage=storage, study_name="s1", load_if_exists=True)
@@ -8,45 +8,38 @@ file opens what it names. A journal file's lock is a symbolic link (Optuna's
 JournalFileSymlinkLock), which is atomic on every NFS version, so workers on several machines
 can share a file on NFS, where SQLite's fcntl locks are unreliable.
 
-Heartbeats: only RDBStorage records them in Optuna 5.0 (JournalStorage does not implement
-BaseHeartbeat), and only inside `study.optimize`, not with ask/tell. There a worker that dies
-has its running trial failed after `grace_period` seconds without a heartbeat and, through
-`retry_callback`, re-queued with the same parameters. On the journal storages a dead worker's
-trial stays RUNNING for good.
+Heartbeats are nanonas's own (nanonas.study.liveness), the same on every storage, so Optuna's
+RDB heartbeats stay off.
 
 SQLite files are switched to WAL mode: a nanonas trial makes about 50 commits, and in WAL each
 costs one fsync instead of several (3 to 6 times faster per trial, measured on the development
 machine), and readers such as optuna-dashboard no longer block the workers. WAL needs every
 process on one machine, as SQLite does anyway; across machines use a server or a journal file.
 
-Reconnection: on PostgreSQL and MySQL an operation that fails because its connection dropped
-(the server restarted, an idle connection timed out, someone killed it), because the server
-still refuses connections while it restarts, or because the database chose it as a deadlock
-victim, is retried with backoff for `reconnect_timeout` seconds (each retry logged as a
-warning), then raises StorageError. SQLAlchemy then discards every pooled connection older than
-the drop, so a restart costs one retry. This replaces `pool_pre_ping`, which costs one more
-round trip on every storage call (a fifth of a nanonas trial's round trips, measured); with
-reconnect_timeout=0 the ping is used instead. The storage stays an RDBStorage subclass, so
-Optuna still caches it and still runs its heartbeats. A write whose connection dropped during
-its commit may already have been applied; its retry then fails with Optuna's own error (for
-example a trial that is already finished). SQLite is not retried: its 30 s busy timeout already
-waits for the lock, and "database is locked" past that is a real sign of too many writers. The
-Redis journal retries through redis-py's own default policy.
+Faults: nothing here retries, and no Optuna method is wrapped. The engine is set up so that a
+fault surfaces quickly as an error, which nanonas.study.run handles around `study.optimize`
+(wait for the storage, end or re-tell the trial in flight, go on):
+- a pooled connection the server dropped while it sat idle (a restart, an idle timeout) is
+  replaced before use (`pool_pre_ping`: one more round trip per checkout; its cost is measured
+  in benchmarks/results/storage_overhead.md);
+- new connections give up after `connect_timeout`; TCP keepalives notice a dead peer on an idle
+  PostgreSQL link; PyMySQL gives up on a read or write silent for `reconnect_timeout`;
+- a PostgreSQL statement silent for that long is cut by nanonas.storage.contact, since libpq has
+  no client-side read timeout.
+`fault(error)` says whether an error is such a fault. Redis is written through
+nanonas.storage.redis_journal: no blind retries, and a silent server raises after
+`reconnect_timeout`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
-import logging
+import math
 import os
 import sqlite3
-import threading
-import time
 import urllib.parse
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -58,161 +51,136 @@ from optuna.storages import journal
 from nanonas.errors import ConfigError, NanonasError
 from nanonas.storage.urls import Target, is_sqlite, mask, parse, reason
 
-__all__ = ["StorageError", "open_storage", "retry_callback"]
-
-_logger = logging.getLogger(__name__)
+__all__ = ["ConnectionLost", "StorageError", "fault", "open_storage"]
 
 _SQLITE_BUSY_TIMEOUT = 30  # seconds a writer waits for SQLite's lock before "database is locked"
+# libpq keepalives: probe a link idle for 10 s every 5 s; 3 unanswered probes close it.
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
 
 
 class StorageError(NanonasError):
     """The storage is unreachable, refuses the login, or has no such database (one line)."""
 
 
+class ConnectionLost(Exception):  # noqa: N818 (a fault, not a bug: it is settled, not shown)
+    """A database connection died under a statement. nanonas.storage.contact raises it in place
+    of SQLAlchemy's error, which is chained, because Optuna re-runs a trial's creation after any
+    SQLAlchemy error (for deadlocks): after a lost answer to a COMMIT that applied, the re-run
+    would create a second trial. This error is not SQLAlchemy's, so nothing re-runs blindly."""
+
+
 def open_storage(
     url: str,
     *,
-    heartbeat_interval: int | None = 60,
-    grace_period: int | None = None,
-    max_retry: int | None = 2,
     connect_timeout: int = 5,
     reconnect_timeout: float = 60.0,
 ) -> optuna.storages.BaseStorage:
     """Check `url`, connect, and return the storage; fail within about 2 x connect_timeout.
 
-    heartbeat_interval: seconds between heartbeats of a running trial (RDB storages, inside
-        study.optimize only; journal storages ignore it); None turns heartbeats off.
-    grace_period: seconds without a heartbeat before a running trial is failed; None: 2 x
-        heartbeat_interval.
-    max_retry: how often a trial failed for a lost heartbeat is re-queued; 0 never, None always.
     connect_timeout: seconds to wait for a server to answer a new connection.
-    reconnect_timeout: seconds a PostgreSQL/MySQL operation keeps retrying a dropped connection
-        or a deadlock before it raises StorageError; 0 never retries.
+    reconnect_timeout: seconds a read or write may stay silent before it fails (PyMySQL's own
+        timeouts; PostgreSQL's through nanonas.storage.contact).
 
     Raises ConfigError for a bad URL or option (nothing is touched) and StorageError when the
     server is unreachable, refuses the login or has no such database.
     """
-    _check_options(heartbeat_interval, grace_period, max_retry, connect_timeout, reconnect_timeout)
+    _check_options(connect_timeout, reconnect_timeout)
     target = parse(url)
     if target.kind == "journal":
         return _open_journal_file(target.url)
     if target.kind == "redis":
-        return _open_redis(target.url, connect_timeout=connect_timeout)
-    return _open_rdb(
-        target,
-        heartbeat_interval=heartbeat_interval,
-        grace_period=grace_period,
-        max_retry=max_retry,
-        connect_timeout=connect_timeout,
-        reconnect_timeout=reconnect_timeout,
-    )
-
-
-def retry_callback(*, max_retry: int | None) -> Callable[[optuna.Study, Any], None]:
-    """Optuna's callback that re-queues a heartbeat-stale trial, at most `max_retry` times.
-
-    Optuna 4.9 renamed RetryFailedTrialCallback to RetryHeartbeatStaleTrialCallback; whichever
-    this Optuna has is used. A retried trial's user attrs say nothing of the retry; Optuna keeps
-    the original trial number in the system attr "failed_trial".
-    """
-    _check_max_retry(max_retry)
-
-    cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-    cls = cls or optuna.storages.RetryFailedTrialCallback
-    with _quiet_experimental():
-        return cls(max_retry=max_retry)
-
-
-def _check_options(
-    heartbeat_interval: Any,
-    grace_period: Any,
-    max_retry: Any,
-    connect_timeout: Any,
-    reconnect_timeout: Any,
-) -> None:
-    def positive_int(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-    if heartbeat_interval is not None and not positive_int(heartbeat_interval):
-        raise ConfigError(
-            f"heartbeat-interval must be a positive integer (seconds) or None, "
-            f"got {heartbeat_interval!r}"
+        return _open_redis(
+            target.url, connect_timeout=connect_timeout, reconnect_timeout=reconnect_timeout
         )
-    if grace_period is not None:
-        if not positive_int(grace_period):
-            raise ConfigError(f"grace-period must be a positive integer, got {grace_period!r}")
-        if heartbeat_interval is not None and grace_period <= heartbeat_interval:
-            # A live trial would be failed between two of its own heartbeats.
-            raise ConfigError(
-                f"grace-period ({grace_period} s) must exceed heartbeat-interval "
-                f"({heartbeat_interval} s)"
-            )
-    _check_max_retry(max_retry)
-    if not positive_int(connect_timeout):
+    return _open_rdb(target, connect_timeout=connect_timeout, reconnect_timeout=reconnect_timeout)
+
+
+def fault(error: BaseException) -> BaseException | None:
+    """The storage fault behind `error` (a dropped, refused, silent or deadlocked connection),
+    or None when `error` is something else.
+
+    Optuna wraps SQLAlchemy errors raised inside a session in StorageInternalError, and an
+    error in Optuna's own error handling chains the first one, so the whole chain is searched.
+    OperationalError covers lost connections, a server that refuses connections while it
+    restarts, statement timeouts and deadlock victims, whose transaction was rolled back.
+    """
+    redis_errors: tuple[type[BaseException], ...] = ()
+    with contextlib.suppress(ImportError):
+        import redis
+
+        redis_errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionLost):
+            return current
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and (
+            current.connection_invalidated or isinstance(current, sqlalchemy.exc.OperationalError)
+        ):
+            return current
+        if isinstance(current, redis_errors):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _check_options(connect_timeout: Any, reconnect_timeout: Any) -> None:
+    if (
+        isinstance(connect_timeout, bool)
+        or not isinstance(connect_timeout, int)
+        or connect_timeout <= 0
+    ):
         raise ConfigError(
             f"connect-timeout must be a positive integer (seconds), got {connect_timeout!r}"
         )
     if (
         isinstance(reconnect_timeout, bool)
         or not isinstance(reconnect_timeout, (int, float))
-        or not 0 <= reconnect_timeout < float("inf")
+        or not 0 < reconnect_timeout < float("inf")
     ):
         raise ConfigError(
-            f"reconnect-timeout must be a non-negative number of seconds, got {reconnect_timeout!r}"
+            f"reconnect-timeout must be a positive number of seconds, got {reconnect_timeout!r}"
         )
 
 
-def _check_max_retry(max_retry: Any) -> None:
-    if max_retry is not None and (
-        isinstance(max_retry, bool) or not isinstance(max_retry, int) or max_retry < 0
-    ):
-        raise ConfigError(f"max-retry must be a non-negative integer or None, got {max_retry!r}")
-
-
 def _open_rdb(
-    target: Target,
-    *,
-    heartbeat_interval: int | None,
-    grace_period: int | None,
-    max_retry: int | None,
-    connect_timeout: int,
-    reconnect_timeout: float,
+    target: Target, *, connect_timeout: int, reconnect_timeout: float
 ) -> optuna.storages.RDBStorage:
     url = target.url
-    sqlite = is_sqlite(url)
-    engine_kwargs: dict[str, Any] = {"pool_pre_ping": not sqlite and reconnect_timeout == 0}
-    if sqlite:
+    engine_kwargs: dict[str, Any] = {}
+    if is_sqlite(url):
         engine_kwargs["connect_args"] = {"timeout": _SQLITE_BUSY_TIMEOUT}
         if target.sqlite_file is not None:
             _use_wal(target.sqlite_file, url)
-        cls: type[optuna.storages.RDBStorage] = optuna.storages.RDBStorage
     else:
-        # connect_args win over URL options in SQLAlchemy, so respect a timeout the URL sets.
+        engine_kwargs["pool_pre_ping"] = True
+        # connect_args win over URL options in SQLAlchemy, so respect what the URL sets.
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
-        if "connect_timeout" not in query:
-            engine_kwargs["connect_args"] = {"connect_timeout": connect_timeout}
+        args: dict[str, Any] = {"connect_timeout": connect_timeout}
+        if "pymysql" in url.split("://", 1)[0]:
+            silent = max(1, math.ceil(reconnect_timeout))  # PyMySQL wants whole seconds
+            args |= {"read_timeout": silent, "write_timeout": silent}
+        elif "psycopg" in url.split("://", 1)[0]:
+            # Sent data unacknowledged for that long (a dead host, a black-holed route) closes
+            # the link; a link that acknowledges but never answers is the watchdog's.
+            args |= _KEEPALIVES | {"tcp_user_timeout": math.ceil(reconnect_timeout * 1000)}
+        engine_kwargs["connect_args"] = {k: v for k, v in args.items() if k not in query}
         _probe(url, connect_timeout)
-        cls = _ReconnectingRDBStorage
-
-    kwargs: dict[str, Any] = {"heartbeat_interval": heartbeat_interval}
-    if heartbeat_interval is not None:
-        kwargs["grace_period"] = grace_period or 2 * heartbeat_interval
-        if max_retry != 0:
-            params = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
-            name = "heartbeat_stale_trial_callback"  # Optuna >= 4.9
-            name = name if name in params else "failed_trial_callback"
-            kwargs[name] = retry_callback(max_retry=max_retry)
     try:
         with _quiet_experimental():
-            storage = cls(url, engine_kwargs=engine_kwargs, **kwargs)
+            # Optuna's heartbeats stay off: nanonas.study.liveness beats on every storage.
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     except sqlalchemy.exc.SQLAlchemyError as e:
         # `from None`: the driver's exception chain can quote connection details.
         raise StorageError(f"cannot open storage {mask(url)}: {reason(e, url)}") from None
     except RuntimeError as e:  # Optuna: the tables were made by an incompatible Optuna version
         raise StorageError(f"cannot open storage {mask(url)}: {reason(e, url)}") from None
-    if not sqlite:
-        storage._reconnect_timeout = float(reconnect_timeout)
-    return storage
 
 
 def _use_wal(path: str, url: str) -> None:
@@ -244,10 +212,14 @@ def _probe(url: str, connect_timeout: int) -> None:
         engine.dispose()
 
 
-def _open_redis(url: str, *, connect_timeout: int) -> optuna.storages.BaseStorage:
-    import redis
+def _open_redis(
+    url: str, *, connect_timeout: int, reconnect_timeout: float
+) -> optuna.storages.BaseStorage:
+    import redis  # an optional extra: nanonas[redis]
     from redis.backoff import NoBackoff
     from redis.retry import Retry
+
+    from nanonas.storage.redis_journal import RedisJournal
 
     # The probe does not retry: redis-py's default of 3 retries would quadruple the wait.
     probe = redis.Redis.from_url(
@@ -262,15 +234,9 @@ def _open_redis(url: str, *, connect_timeout: int) -> optuna.storages.BaseStorag
         raise StorageError(f"cannot open storage {mask(url)}: {reason(e, url)}") from None
     finally:
         probe.close()
-    # The backend builds its client from the URL alone (again after pickling), so the connect
-    # timeout rides in the URL; redis-py's default retries then cover a restarting server.
-    parts = urllib.parse.urlsplit(url)
-    if "socket_connect_timeout" not in urllib.parse.parse_qs(parts.query):
-        query = "&".join(filter(None, [parts.query, f"socket_connect_timeout={connect_timeout}"]))
-        url = urllib.parse.urlunsplit(parts._replace(query=query))
     try:
         with _quiet_experimental():
-            backend = journal.JournalRedisBackend(url)
+            backend = RedisJournal(url, connect_timeout=connect_timeout, timeout=reconnect_timeout)
             return journal.JournalStorage(backend)
     except redis.exceptions.RedisError as e:
         raise StorageError(f"cannot open storage {mask(url)}: {reason(e, url)}") from None
@@ -292,98 +258,7 @@ def _open_journal_file(path: str) -> optuna.storages.BaseStorage:
 
 @contextlib.contextmanager
 def _quiet_experimental() -> Iterator[None]:
-    """Silence Optuna's ExperimentalWarning for heartbeats and journals: nanonas chose them."""
+    """Silence Optuna's ExperimentalWarning for journals: nanonas chose them."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
-
-
-# --- reconnecting RDBStorage -----------------------------------------------------------------
-
-_local = threading.local()  # how deep this thread is in retried storage calls
-
-
-def _transient(error: BaseException) -> sqlalchemy.exc.DBAPIError | None:
-    """The driver error that makes `error` worth a retry (a dropped connection or a deadlock).
-
-    Optuna wraps SQLAlchemy errors raised inside a session in StorageInternalError, so the
-    cause chain is searched. OperationalError covers lost connections, a server that refuses
-    connections while it restarts, and deadlock victims, whose transaction was rolled back.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, sqlalchemy.exc.DBAPIError):
-            if current.connection_invalidated or isinstance(
-                current, sqlalchemy.exc.OperationalError
-            ):
-                return current
-            return None
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(_local, "depth", 0):  # an outer call of this thread already retries
-            return method(self, *args, **kwargs)
-        _local.depth = 1
-        try:
-            return _call_with_retry(self, method, args, kwargs)
-        finally:
-            _local.depth = 0
-
-    return wrapper
-
-
-def _call_with_retry(storage: Any, method: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-    timeout = storage._reconnect_timeout
-    deadline = time.monotonic() + timeout
-    delay = 0.1
-    while True:
-        try:
-            return method(storage, *args, **kwargs)
-        except Exception as e:
-            cause = _transient(e)
-            if cause is None:
-                raise
-            why = reason(cause, storage.url)
-            if time.monotonic() + delay > deadline:
-                raise StorageError(
-                    f"storage {mask(storage.url)} failed ({why}) and did not recover "
-                    f"within reconnect-timeout {timeout:g} s"
-                ) from None
-            _logger.warning(
-                "storage %s: %s failed (%s); retrying in %.1f s",
-                mask(storage.url),
-                method.__name__,
-                why,
-                delay,
-            )
-            time.sleep(delay)
-            delay = min(2 * delay, 5.0)
-
-
-class _ReconnectingRDBStorage(optuna.storages.RDBStorage):
-    """An RDBStorage whose database calls retry transient failures (see the module docstring).
-
-    A subclass, not a wrapper: Optuna caches only RDBStorage instances (_CachedStorage) and runs
-    heartbeats only for storages that are BaseHeartbeat. It pickles like its base class.
-    """
-
-    _reconnect_timeout: float = 60.0  # open_storage sets it per instance
-
-
-# Every storage operation Optuna defines (listed from BaseStorage, so that one added in a later
-# Optuna is covered too), and the RDB-only calls that the heartbeat and the cache make.
-for _name in [n for n in dir(optuna.storages.BaseStorage) if not n.startswith("_")] + [
-    "record_heartbeat",
-    "_get_stale_trial_ids",
-    "_get_trials",
-]:
-    _method = getattr(optuna.storages.RDBStorage, _name, None)
-    if callable(_method) and _name != "remove_session":
-        setattr(_ReconnectingRDBStorage, _name, _retrying(_method))
-del _name, _method

@@ -179,7 +179,8 @@ def reason(error: BaseException, url: str) -> str:
     if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):
         text = f"{args[1]} (MySQL error {args[0]})"  # PyMySQL: (code, message)
     else:
-        text = str(original) or type(original).__name__
+        # libpq adds hint lines ("This probably means the server terminated abnormally...")
+        text = (str(original).strip().splitlines() or [type(original).__name__])[0]
     text = re.sub(r"\(Background on this error at: [^)]*\)", "", text)
     text = " ".join(text.split())
     password = urllib.parse.urlsplit(url).password if "://" in url else None
