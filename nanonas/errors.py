@@ -6,7 +6,7 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "DivergedError", "NanonasError"]
+__all__ = ["ConfigError", "DataError", "DivergedError", "NanonasError", "StorageGone"]
 
 
 class NanonasError(Exception):
@@ -23,3 +23,11 @@ class DataError(NanonasError):
 
 class DivergedError(NanonasError):
     """Training produced a NaN or infinite loss; the trial fails with this as its reason."""
+
+
+class StorageGone(NanonasError):
+    """The storage stayed unreachable or silent for --reconnect-timeout seconds. Each process
+    that saw it has printed its own line (naming its trial left RUNNING); exit status 75
+    (EX_TEMPFAIL: try again later)."""
+
+    EXIT_CODE = 75

@@ -11,11 +11,12 @@ no more than its running trial:
 - A worker killed by a signal it did not ask for (SIGKILL from an operator or the kernel's OOM
   killer) is started again, with what is left of its quota, after `restart_delay` seconds: by
   then its trial's heartbeat is stale, so the new worker's first trial fails the old trial and
-  re-queues it (Optuna's heartbeat callbacks) before it goes on.
+  re-queues it (nanonas.study.liveness) before it goes on.
 - SIGTERM or SIGINT to the supervisor is passed to every worker: each ends (or fails) its running
   trial cleanly and exits, and so does the supervisor (exit 143 or 130).
-- A worker that exits with an error stops the others: the error (a database gone for good, bad
-  data) would stop them too. A worker stopped by its own SIGTERM just stops.
+- A worker that exits with an error stops the others: the error (bad data, say) would stop them
+  too. After a storage gone for good (exit 75) the others are given time to say which trial
+  each leaves RUNNING. A worker stopped by its own SIGTERM just stops.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import multiprocessing
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["Interrupted", "stop_cleanly_on_signals", "supervise"]
@@ -66,10 +67,14 @@ def supervise(
     *,
     restart_delay: float,
     max_restarts: int | None = None,
+    patience: Mapping[int, float] | None = None,
 ) -> int:
     """Run `target(*args, index, quota, done)` in one process per quota and wait for them all;
     `done` is a shared counter the worker increments after each finished trial. Returns 0 when
-    every worker finished, 130/143 when stopped by SIGINT/SIGTERM, else the failing exit code."""
+    every worker finished, 130/143 when stopped by SIGINT/SIGTERM, else the failing exit code.
+    After a worker exits with a code in `patience`, the others get that many seconds to end by
+    themselves before they are killed; after any other failure they are stopped at once."""
+    patience = patience or {}
     ctx = multiprocessing.get_context("spawn")
     max_restarts = len(quotas) * 3 if max_restarts is None else max_restarts
     done = [ctx.Value("i", 0) for _ in quotas]
@@ -95,6 +100,7 @@ def supervise(
         for i in range(len(quotas)):
             start(i)
         restarts, failure = 0, 0
+        kill_at: float | None = None
         while procs or restart_at:
             time.sleep(0.2)
             for i, p in list(procs.items()):
@@ -113,10 +119,17 @@ def supervise(
                         file=sys.stderr,
                     )
                     restart_at[i] = time.monotonic() + restart_delay
-                else:
+                elif not failure:
                     failure = code if code > 0 else 1
-                    for other in procs.values():
-                        other.terminate()
+                    if failure in patience:
+                        kill_at = time.monotonic() + patience[failure]
+                    else:
+                        for other in procs.values():
+                            other.terminate()
+            if kill_at is not None and time.monotonic() >= kill_at:
+                kill_at = None
+                for other in procs.values():
+                    other.kill()  # stuck where SIGTERM cannot reach: the rerun retries its trial
             for i, when in list(restart_at.items()):
                 if stop["signal"] or failure:
                     del restart_at[i]

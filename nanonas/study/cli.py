@@ -10,7 +10,8 @@ Every StudyConfig field is a flag (`n_trials` -> `--n-trials`; a switch such as 
 `--progress` and `--no-progress`), with the help and default its declaration gives. Flags
 override a --config preset, which overrides the defaults. The same --storage and --study-name
 resume a study and add --n-trials more trials. Bad input is one line and exit status 2, before
-anything is created; Ctrl-C or SIGTERM saves what finished and exits 130 or 143.
+anything is created; Ctrl-C or SIGTERM saves what finished and exits 130 or 143; a storage that
+stays unreachable for --reconnect-timeout seconds is one line and exit status 75.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nanonas import workers
-from nanonas.errors import ConfigError, NanonasError
+from nanonas.errors import ConfigError, NanonasError, StorageGone
 from nanonas.study.config import (
     OPTIONS,
     StudyConfig,
@@ -107,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_from_args(argv)
         study = run(config)
+    except StorageGone:
+        return StorageGone.EXIT_CODE  # each worker that saw it said so in its own line
     except NanonasError as e:
         print(f"nanonas: error: {e}", file=sys.stderr)
         return 2

@@ -181,7 +181,12 @@ class StudyConfig:
         (), "comma-separated CUDA devices the workers take turns on, e.g. 0,1", "devices"
     )
     heartbeat_interval: int = _option(
-        60, "seconds; on a database, a trial silent for twice this is failed and retried", "count"
+        60, "seconds; a trial silent for twice this is failed and retried (any storage)", "count"
+    )
+    reconnect_timeout: float = _option(
+        60.0,
+        "seconds the storage may stay unreachable or silent before the run stops with one line",
+        "seconds",
     )
     progress: bool = _option(
         True, "a line per finished trial, and progress bars on a terminal", "switch"
@@ -273,6 +278,8 @@ def shown_default(name: str) -> str:
         return "on" if default else "off"
     if isinstance(default, tuple):
         return ",".join(map(str, default)) or "none"
+    if isinstance(default, float):
+        return f"{default:g}"  # 60, not 60.0
     return str(default)
 
 

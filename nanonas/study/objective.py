@@ -15,6 +15,12 @@ records helpers (its attributes); the network and the training are plain functio
 5. Trained: every epoch records the accuracy curve, reports it (single-objective studies) and
    asks nanonas.pruning whether to stop. A NaN loss or an out-of-memory error fails the trial
    with its reason; the study goes on.
+
+Storage faults: the trial's first heartbeat is written before anything else. Every read and
+every attribute write after sampling only sets a value, so with a `contact` it is retried until
+the storage answers (nanonas.storage.contact). Sampling is not retried (a suggestion that was
+stored but not answered would be drawn again); a fault there, or finding the trial already
+failed by another worker, raises StorageLost, which nanonas.study.run settles.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import optuna
 import torch
@@ -30,13 +38,25 @@ from nanonas import data, records, space
 from nanonas.errors import DivergedError
 from nanonas.model import NanoNet, count_flops, count_params
 from nanonas.pruning import EpochPruner
+from nanonas.storage import Contact, fault
 from nanonas.study.config import StudyConfig
 from nanonas.study.progress import Progress
 from nanonas.train import train
 
-__all__ = ["Objective"]
+__all__ = ["Objective", "StorageLost"]
 
-_WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process on which machine ran a trial
+T = TypeVar("T")
+
+
+class StorageLost(BaseException):
+    """The storage failed where a retry is not safe, or the trial was failed by another worker
+    while this one was cut off. A BaseException, so that `study.optimize` neither catches it nor
+    tells the trial: nanonas.study.run settles it once the storage answers."""
+
+
+def _worker() -> str:
+    """Which process on which machine ran a trial (worker processes are forks or spawns)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Objective:
@@ -51,12 +71,18 @@ class Objective:
         *,
         progress: Progress,
         run: str,
+        contact: Contact | None = None,
     ) -> None:
         self.config = config
         self.train_set = train_set
         self.val_set = val_set
         self.progress = progress
         self.run = run  # the key of this process's run entry in the study
+        self.contact = contact
+        # What nanonas.study.run needs to settle a trial after a fault: the trial in flight and,
+        # once known, what it is to be told: ("values", v), ("pruned", why) or ("failed", why).
+        self.trial: optuna.Trial | None = None
+        self.outcome: tuple[str, Any] | None = None
         # nanonas prunes by itself, from the stored curves: Optuna's pruners cannot judge a
         # trial in a multi-objective study. Median waits for 5 finished peers and judges from
         # epoch 2 on (epoch-1 accuracy says little); sha and hyperband rungs start at epoch 1.
@@ -66,8 +92,27 @@ class Objective:
         )
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        self.trial, self.outcome = trial, None
+        self._store(lambda: records.write_alive(trial, time.time()))
+        try:
+            arch = space.sample(trial, widths=self.config.widths)
+        except Exception as e:
+            if fault(e) is None:
+                raise
+            raise StorageLost(f"sampling trial {trial.number}") from e
+        result = self._measure(trial, arch)
+        self.outcome = ("values", result)
+        return result
+
+    def _store(self, call: Callable[[], T]) -> T:
+        """A storage read or a write that sets a value: retried through the contact."""
+        try:
+            return self.contact.retry(call) if self.contact is not None else call()
+        except optuna.exceptions.UpdateFinishedTrialError as e:
+            raise StorageLost("the trial was finished elsewhere") from e
+
+    def _measure(self, trial: optuna.Trial, arch: space.Architecture) -> Any:
         cfg = self.config
-        arch = space.sample(trial, widths=cfg.widths)
         shape = dict(
             num_classes=self.train_set.num_classes, in_channels=self.train_set.images.shape[1]
         )
@@ -76,22 +121,33 @@ class Objective:
         flops = count_flops(arch, image_size=self.train_set.image_size, **shape)
         sizes = {"params": params, "flops": flops}  # as the size objectives are named
         seed = cfg.seed + trial.number
-        records.write_candidate(
-            trial, arch=arch, params=params, flops=flops, worker=_WORKER, run=self.run, seed=seed
+        self._store(
+            lambda: records.write_candidate(
+                trial,
+                arch=arch,
+                params=params,
+                flops=flops,
+                worker=_worker(),
+                run=self.run,
+                seed=seed,
+            )
         )
 
         # Every trial of a budgeted study carries the constraints (<= 0: within budget), so the
         # sampler learns from the feasible trials too. An over-budget network is never trained.
         over = []
         for key, limit in cfg.budgets.items():
-            trial.set_constraint(key, float(sizes[key] - limit))
+            self._store(
+                lambda key=key, limit=limit: trial.set_constraint(key, float(sizes[key] - limit))
+            )
             if sizes[key] > limit:
                 over.append(f"{key} {sizes[key]:,} > {limit:,}")
         if over:
-            records.write_infeasible(trial, f"over budget ({', '.join(over)}); not trained")
+            why = f"over budget ({', '.join(over)}); not trained"
+            self._store(lambda: records.write_infeasible(trial, why))
             return records.values(0.0, sizes, cfg.objectives)
 
-        original = self._trained_before(trial, str(arch))
+        original = self._store(lambda: self._trained_before(trial, str(arch)))
         if original is not None:
             return self._reuse(trial, original)
         return self._train(trial, arch, sizes, seed)
@@ -104,16 +160,17 @@ class Objective:
 
         def on_epoch(epoch: int, acc: float) -> None:
             curve.append(acc)
-            records.write_curve(trial, curve)
+            self._store(lambda: records.write_curve(trial, curve))
             self.progress.epoch_done(epoch, acc)
             if not cfg.multi_objective:  # Optuna keeps (and plots) reports of one objective only
-                trial.report(acc, epoch)
+                self._store(lambda: trial.report(acc, epoch))
             if not self.pruner.judges(epoch):
                 return
-            trials = trial.study.get_trials(deepcopy=False)
+            trials = self._store(lambda: trial.study.get_trials(deepcopy=False))
             reason = self.pruner.prune_reason(trials, number=trial.number, curve=curve, sizes=sizes)
             if reason is not None:
-                records.write_pruned(trial, reason)
+                self._store(lambda: records.write_pruned(trial, reason))
+                self.outcome = ("pruned", reason)
                 raise optuna.TrialPruned(reason)
 
         self.progress.trial_started(trial.number, arch)
@@ -128,16 +185,15 @@ class Objective:
             )
         except (DivergedError, torch.OutOfMemoryError) as e:
             reason = str(e).splitlines()[0] if isinstance(e, DivergedError) else "out of memory"
-            records.write_failure(trial, reason)
+            self._store(lambda: records.write_failure(trial, reason))
+            self.outcome = ("failed", reason)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise
         finally:
-            records.write_training(
-                trial,
-                seconds=time.perf_counter() - start,
-                device=str(self.train_set.images.device),
-            )
+            seconds = time.perf_counter() - start
+            device = str(self.train_set.images.device)
+            self._store(lambda: records.write_training(trial, seconds=seconds, device=device))
         return records.values(history.val_acc[-1], sizes, cfg.objectives)
 
     @staticmethod
@@ -154,9 +210,10 @@ class Objective:
         self, trial: optuna.Trial, original: optuna.trial.FrozenTrial
     ) -> float | tuple[float, ...]:
         """Give the trial the result of `original`, an earlier trial of the same architecture."""
-        records.write_reuse(trial, original)
+        self._store(lambda: records.write_reuse(trial, original))
         if original.state == optuna.trial.TrialState.PRUNED:
             reason = f"same architecture as trial {original.number}, which was pruned"
-            records.write_pruned(trial, reason)
+            self._store(lambda: records.write_pruned(trial, reason))
+            self.outcome = ("pruned", reason)
             raise optuna.TrialPruned(reason)
         return original.value if not self.config.multi_objective else tuple(original.values)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 
 import optuna
 
@@ -28,6 +29,10 @@ class Progress:
     def __init__(self, config: StudyConfig, *, n_trials: int | None = None) -> None:
         from tqdm.auto import tqdm
 
+        # The bars of one process need a thread lock only. tqdm's default lock also makes a
+        # multiprocessing semaphore, which a process ended by os._exit (a storage gone for good)
+        # leaves behind, and Python's resource tracker then warns about it at exit.
+        tqdm.set_lock(threading.RLock())
         self._tqdm = tqdm
         bars = config.progress and config.workers == 1 and sys.stderr.isatty()
         self.epochs = config.epochs

@@ -11,28 +11,42 @@ study's own split seed, this process's run entry recorded; then `study.optimize`
 objective (nanonas.study.objective) for each trial. With --workers N, this process only opens
 the study (so a mismatch or a download happens once) and supervises N worker processes
 (nanonas.workers), each of which opens the study and optimizes its share of the trials.
+
+Storage faults: `study.optimize` runs one trial per call, beside a heartbeat thread
+(nanonas.study.liveness) and a contact that tracks whether the storage answers
+(nanonas.storage.contact). Inside a trial, reads and value-setting writes are retried until the
+storage answers; a fault that escapes `optimize` (in ask, sampling or tell) is settled from what
+the storage holds once it answers (nanonas.study.settle), in one warning line, and the loop goes
+on with the trials still to run. Only finished trials that this process told count towards
+`n_trials`. A storage silent for --reconnect-timeout ends the process from the contact's
+watchdog: one line naming the trial left RUNNING, exit status 75.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import optuna
 import torch
+from optuna.trial import FrozenTrial
 
 from nanonas import data, records, samplers, space, workers
-from nanonas.errors import DivergedError, NanonasError
-from nanonas.storage import is_sqlite, open_storage
+from nanonas.errors import DivergedError, NanonasError, StorageGone
+from nanonas.storage import Contact, fault, is_sqlite, mask, open_storage
 from nanonas.study import recipe
 from nanonas.study.config import StudyConfig
-from nanonas.study.objective import Objective
+from nanonas.study.liveness import Liveness
+from nanonas.study.objective import Objective, StorageLost
 from nanonas.study.progress import Progress
+from nanonas.study.settle import settle
 from nanonas.train import resolve_device
 
 __all__ = ["Search", "open_search", "optimize", "run"]
@@ -47,6 +61,7 @@ class Search:
     train_set: data.ImageData
     val_set: data.ImageData
     run: str  # the key of this process's run entry in the study
+    storage: optuna.storages.BaseStorage  # as opened, before Optuna wraps it
 
 
 def run(config: StudyConfig) -> optuna.Study:
@@ -63,7 +78,7 @@ def open_search(config: StudyConfig, *, role: str, to_device: bool = True) -> Se
     moved to the training device, once for the whole run."""
     device = resolve_device(config.device)  # an unusable device is refused before anything
     full = data.load(config.dataset, data_dir=config.data_dir)
-    storage = open_storage(config.storage, heartbeat_interval=config.heartbeat_interval)
+    storage = open_storage(config.storage, reconnect_timeout=config.reconnect_timeout)
     try:
         existing: optuna.Study | None = optuna.load_study(study_name=config.name, storage=storage)
     except KeyError:
@@ -85,7 +100,7 @@ def open_search(config: StudyConfig, *, role: str, to_device: bool = True) -> Se
     key = recipe.join(study, config, role=role)
     if to_device:
         train_set, val_set = train_set.to(device), val_set.to(device)
-    return Search(config, study, train_set, val_set, key)
+    return Search(config, study, train_set, val_set, key, storage)
 
 
 def optimize(
@@ -96,7 +111,7 @@ def optimize(
     on_trial: Callable[[], None] | None = None,
 ) -> optuna.Study:
     """Run `n_trials` (default: the config's) trials of the opened search; `on_trial` is called
-    after each one finishes."""
+    after each one finishes. Storage faults are settled here (see the module docstring)."""
     config, study = search.config, search.study
     n_trials = config.n_trials if n_trials is None else n_trials
     # nanonas's own samplers derive each trial's proposal from the seed and the stored trials,
@@ -113,26 +128,91 @@ def optimize(
     )
 
     progress = Progress(config, n_trials=n_trials)
-    objective = Objective(
-        config, search.train_set, search.val_set, progress=progress, run=search.run
+    contact = Contact(
+        search.storage,
+        url=config.storage,
+        timeout=config.reconnect_timeout,
+        on_gone=lambda why: _gone(config, objective, why, worker),
     )
-    callbacks = [progress.trial_done]
-    if on_trial is not None:
-        callbacks.append(lambda study, trial: on_trial())
+    objective = Objective(
+        config, search.train_set, search.val_set, progress=progress, run=search.run, contact=contact
+    )
+    liveness = Liveness(
+        study, contact, interval=config.heartbeat_interval, current=lambda: objective.trial
+    )
+    counted: set[int] = set()
+
+    def done(study: optuna.Study, trial: FrozenTrial) -> None:
+        objective.trial = None  # finished: nothing left to beat for
+        if trial.number in counted:  # told twice: once by Optuna, once after a fault
+            return
+        counted.add(trial.number)
+        progress.trial_done(study, trial)
+        if on_trial is not None:
+            on_trial()
+
+    deadline = None if config.timeout is None else time.monotonic() + config.timeout
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our per-trial lines replace Optuna's
+    liveness.start()
     try:
-        study.optimize(
-            objective,
-            n_trials=n_trials,
-            timeout=config.timeout,
-            catch=(DivergedError, torch.OutOfMemoryError),
-            callbacks=callbacks,
-        )
+        # One trial per `optimize` call: a storage fault that escapes it ends only that call.
+        while len(counted) < n_trials and (deadline is None or time.monotonic() < deadline):
+            objective.trial, objective.outcome = None, None
+            since = datetime.datetime.now()
+            try:
+                contact.retry(liveness.fail_stale)  # a dead worker's trial is retried first
+                study.optimize(
+                    objective,
+                    n_trials=1,
+                    catch=(DivergedError, torch.OutOfMemoryError),
+                    callbacks=[done],
+                )
+            except BaseException as e:  # StorageLost is one; Optuna lets it through untold
+                if isinstance(e, KeyboardInterrupt) or (
+                    not isinstance(e, StorageLost) and fault(e) is None
+                ):
+                    raise
+                told, line = settle(study, objective, contact, liveness, e, since=since)
+                if told is not None:
+                    done(study, told)
+                _warn(line)
+            else:
+                outage = contact.outage()  # absorbed by retries: the trial went on
+                if outage is not None:
+                    _warn(f"{outage}; nothing was lost")
     finally:
+        liveness.stop()
+        contact.close()
         optuna.logging.set_verbosity(verbosity)
         progress.close()
     return study
+
+
+def _warn(line: str) -> None:
+    print(f"nanonas: warning: {line}", file=sys.stderr, flush=True)
+
+
+def _gone(config: StudyConfig, objective: Objective, why: str, worker: int) -> None:
+    """The storage never answered again: one line, and the process ends at once (exit 75). It
+    runs in the contact's watchdog thread, because the main thread may be stuck in a driver."""
+    who = f"worker {worker}: " if config.workers > 1 else ""
+    trial = objective.trial
+    if trial is not None:
+        left = (
+            f"trial {trial.number} is left RUNNING; rerun the same command once the storage is "
+            f"back and that trial is failed and retried after {2 * config.heartbeat_interval} s "
+            "without a heartbeat"
+        )
+    else:
+        left = "no trial of this process was running; rerun the same command to go on"
+    sys.stdout.flush()
+    print(
+        f"nanonas: error: {who}storage {mask(config.storage)}: {why}; {left}",
+        file=sys.stderr,
+        flush=True,
+    )
+    os._exit(StorageGone.EXIT_CODE)
 
 
 def _run_workers(config: StudyConfig) -> optuna.Study:
@@ -150,13 +230,21 @@ def _run_workers(config: StudyConfig) -> optuna.Study:
     open_search(config, role="supervisor", to_device=False)
     base, extra = divmod(config.n_trials, config.workers)
     quotas = [base + (i < extra) for i in range(config.workers)]
-    # A killed worker is restarted once its trial's heartbeat is stale (Optuna's grace period
-    # is twice the interval), so that its first trial fails and re-queues the lost one.
+    # A killed worker is restarted once its trial's heartbeat is stale (the grace period is
+    # twice the interval), so that its first trial fails and re-queues the lost one. A worker
+    # whose storage is gone leaves the others time to find out, each saying which trial it
+    # leaves RUNNING: they notice at their next beat and give up after the reconnect timeout.
     code = workers.supervise(
-        _worker, (config,), quotas, restart_delay=2 * config.heartbeat_interval + 1
+        _worker,
+        (config,),
+        quotas,
+        restart_delay=2 * config.heartbeat_interval + 1,
+        patience={StorageGone.EXIT_CODE: config.heartbeat_interval + config.reconnect_timeout + 5},
     )
     if code in (128 + signal.SIGINT, 128 + signal.SIGTERM):
         raise workers.Interrupted(code - 128)
+    if code == StorageGone.EXIT_CODE:
+        raise StorageGone()
     if code != 0:
         raise NanonasError(f"a worker failed (exit code {code}); the others were stopped")
     return optuna.load_study(study_name=config.name, storage=open_storage(config.storage))

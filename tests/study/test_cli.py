@@ -205,6 +205,7 @@ def test_every_flag_parses_into_its_field():
         "workers": "2",
         "devices": "0,1",
         "heartbeat_interval": "9",
+        "reconnect_timeout": "2.5",
     }
     switches = [name for name, o in OPTIONS.items() if o.kind == "switch"]
     assert sorted([*values, *switches]) == sorted(OPTIONS)  # every field is exercised
@@ -213,4 +214,5 @@ def test_every_flag_parses_into_its_field():
     assert config.objectives == ("accuracy", "flops") and config.widths == (8, 16)
     assert config.devices == (0, 1) and config.timeout == 60.5 and config.seed == -4
     assert config.max_params == 100000 and config.val_fraction == 0.2
+    assert config.reconnect_timeout == 2.5 and config.heartbeat_interval == 9
     assert config.compile is True and config.progress is False

@@ -36,6 +36,7 @@ BAD = {
     "workers": (0, "workers must be a positive integer, got 0"),
     "devices": ((-1,), "devices must be CUDA device indices, got (-1,)"),
     "heartbeat_interval": (2.0, "heartbeat-interval must be a positive integer, got 2.0"),
+    "reconnect_timeout": (0, "reconnect-timeout must be a positive number of seconds, got 0"),
     "progress": ("yes", "progress must be true or false, got 'yes'"),
 }
 
