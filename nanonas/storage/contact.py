@@ -191,6 +191,8 @@ class Contact:
         with self._lock:
             start = self._pending.pop(id(cursor), None) if cursor is not None else None
             self._sockets.pop(id(cursor), None)
+        if not isinstance(context.original_exception, Exception):
+            return  # Ctrl-C or SIGTERM under a statement: not a fault, and it must go on up
         if context.is_disconnect or isinstance(
             context.sqlalchemy_exception, sqlalchemy.exc.OperationalError
         ):

@@ -190,3 +190,22 @@ def test_a_refused_storage_is_waited_for_and_the_wait_ends_when_it_is_back(proxi
     finally:
         proxy.resume()
         contact.close()
+
+
+def test_ctrl_c_under_a_statement_stays_ctrl_c(tmp_path):
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    storage = open_storage(url)
+    study = optuna.create_study(storage=storage)
+    contact = Contact(storage, url=url, timeout=TIMEOUT, on_gone=Gone())
+
+    def interrupt(*args) -> None:
+        raise KeyboardInterrupt
+
+    sqlalchemy.event.listen(storage.engine, "do_execute", interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):  # not ConnectionLost, which would be retried
+            study.get_trials()
+        assert contact.calm_for() == float("inf")  # and not counted as an outage
+    finally:
+        sqlalchemy.event.remove(storage.engine, "do_execute", interrupt)
+        contact.close()
