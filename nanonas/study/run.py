@@ -199,10 +199,12 @@ def _gone(config: StudyConfig, objective: Objective, why: str, worker: int) -> N
     who = f"worker {worker}: " if config.workers > 1 else ""
     trial = objective.trial
     if trial is not None:
+        # With an outcome, the tell was on its way: it may have landed unanswered.
+        sent = " unless its result, sent unanswered, landed" if objective.outcome else ""
         left = (
-            f"trial {trial.number} is left RUNNING; rerun the same command once the storage is "
-            f"back and that trial is failed and retried after {2 * config.heartbeat_interval} s "
-            "without a heartbeat"
+            f"trial {trial.number} is left RUNNING{sent}; rerun the same command once the storage "
+            f"is back and that trial is failed and retried after {2 * config.heartbeat_interval} "
+            "s without a heartbeat"
         )
     else:
         left = "no trial of this process was running; rerun the same command to go on"

@@ -34,7 +34,9 @@ def test_fault(case, kind):
             assert line.startswith("nanonas: error: ") and "is left RUNNING" in line
             assert "rerun the same command" in line and "Traceback" not in line
             left.add(line.split(" is left RUNNING")[0].rsplit("trial ", 1)[1])
-        assert len(left) == row["left"] == row["workers"]  # each names its own trial
+        # Each names its own trial; one may have finished after all, if its result was on its
+        # way as the storage went silent (the line says so then).
+        assert row["left"] <= len(left) == row["workers"]
     if case == "gone":  # the rerun the line promises: the trial left RUNNING is retried
         url = server(kind)
         rerun = faults.start(url, row["study"], 1)
