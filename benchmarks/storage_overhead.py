@@ -4,7 +4,8 @@
     python benchmarks/storage_overhead.py --storages postgresql --workers 8 --trials 200
 
 Each configuration is a new study that W worker processes share, each opening it through
-nanonas.storage.open_storage (heartbeats on, as a study run has them) and running
+nanonas.storage.open_storage (with --pre-ping off: Optuna's RDBStorage without SQLAlchemy's
+pool_pre_ping, to measure what the ping costs) and running
 `study.optimize` on its share of --trials. A trial does what nanonas's objective does around
 training: space.sample (9 categorical parameters), the user attrs arch/params/flops, the
 duplicate lookup (finished trials), then per epoch the growing `val_acc` list, `trial.report`
@@ -15,8 +16,7 @@ of the figure.
 Per trial: the time between one trial's end and the next's in the same worker (the first from
 the common start), pooled over the workers: median and p90; and the mean, wall x workers /
 trials, which a worker starved by a lock cannot hide. Throughput: trials / wall time.
-Failures are counted by kind: SQLite's "database is locked", deadlocks, other; "retried" counts
-the dropped connections and deadlocks that nanonas.storage retried (so they did not fail).
+Failures are counted by kind: SQLite's "database is locked", deadlocks, other.
 Writes a Markdown table to --out with the machine, date and load average, since other work
 may share the CPU. Studies are deleted afterwards; SQLite and journal files live in a
 temporary folder; Redis uses its own database index (--redis-url), flushed afterwards only if
@@ -29,7 +29,6 @@ import argparse
 import collections
 import contextlib
 import datetime
-import logging
 import multiprocessing
 import os
 import platform
@@ -47,7 +46,7 @@ import optuna
 
 from nanonas import records, space
 from nanonas.pruning import EpochPruner
-from nanonas.storage import mask, open_storage
+from nanonas.storage import check_url, mask, open_storage
 
 STORAGES = ("sqlite", "postgresql", "mysql", "redis", "journal-file")
 # Targets from the issue: PostgreSQL, 8 workers, 1,000 trials.
@@ -63,6 +62,7 @@ def main() -> None:
     p.add_argument("--postgresql-url", default="postgresql://postgres@127.0.0.1:5432/test")
     p.add_argument("--mysql-url", default="mysql+pymysql://root@127.0.0.1:3306/test")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
+    p.add_argument("--pre-ping", choices=("on", "off"), default="on", help="on: as nanonas opens")
     p.add_argument("--out", default="benchmarks/results/storage_overhead.md")
     args = p.parse_args()
     storages = [s for s in args.storages.split(",") if s]
@@ -85,7 +85,14 @@ def main() -> None:
                     "mysql": args.mysql_url,
                     "redis": args.redis_url,
                 }[storage]
-                row = _run(storage, url, workers=n, trials=args.trials, epochs=args.epochs)
+                row = _run(
+                    storage,
+                    url,
+                    workers=n,
+                    trials=args.trials,
+                    epochs=args.epochs,
+                    pre_ping=args.pre_ping == "on",
+                )
                 print(_row(row), flush=True)
                 rows.append(row)
     report = _report(rows, args, started, load_start, os.getloadavg())
@@ -94,7 +101,9 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
-def _run(storage: str, url: str, *, workers: int, trials: int, epochs: int) -> dict[str, Any]:
+def _run(
+    storage: str, url: str, *, workers: int, trials: int, epochs: int, pre_ping: bool
+) -> dict[str, Any]:
     redis_was_empty = storage != "redis" or _in_child(_redis_size, url) == 0
     name = f"bench-storage-{uuid.uuid4().hex[:12]}"
     _in_child(_create, url, name)  # the parent holds no connection its forks could inherit
@@ -104,7 +113,9 @@ def _run(storage: str, url: str, *, workers: int, trials: int, epochs: int) -> d
     results = context.Queue()
     shares = [trials // workers + (i < trials % workers) for i in range(workers)]
     procs = [
-        context.Process(target=_worker, args=(url, name, share, epochs, i, ready, results))
+        context.Process(
+            target=_worker, args=(url, name, share, epochs, i, ready, results, pre_ping)
+        )
         for i, share in enumerate(shares)
     ]
     for proc in procs:
@@ -151,13 +162,18 @@ def _worker(
     index: int,
     ready: Any,
     results: Any,
+    pre_ping: bool,
 ) -> None:
     failures: collections.Counter[str] = collections.Counter()
-    logging.getLogger("nanonas.storage").addHandler(_RetryCounter(failures))
     try:
+        if pre_ping or not url.startswith(("postgresql", "mysql")):
+            opened = open_storage(url)
+        else:
+            engine_kwargs = {"pool_pre_ping": False}
+            opened = optuna.storages.RDBStorage(check_url(url), engine_kwargs=engine_kwargs)
         study = optuna.load_study(
             study_name=name,
-            storage=open_storage(url),
+            storage=opened,
             sampler=optuna.samplers.RandomSampler(seed=index),
         )
     except Exception as e:
@@ -222,18 +238,6 @@ def _worker(
     results.put({"times": times, "failures": dict(failures), "end": time.monotonic()})
 
 
-class _RetryCounter(logging.Handler):
-    """Counts the warnings nanonas.storage logs when it retries a dropped connection/deadlock."""
-
-    def __init__(self, counter: collections.Counter[str]) -> None:
-        super().__init__(logging.WARNING)
-        self.counter = counter
-
-    def emit(self, record: logging.LogRecord) -> None:
-        kind = "deadlock" if "deadlock" in record.getMessage().lower() else "other"
-        self.counter[f"retried {kind}"] += 1
-
-
 def _kind(error: BaseException) -> str:
     text = ""
     current: BaseException | None = error
@@ -285,15 +289,13 @@ def _flush_redis(url: str) -> None:
 
 def _row(r: dict[str, Any]) -> str:
     f = r["failures"]
-    failed = sum(v for k, v in f.items() if not k.startswith("retried"))
-    other = failed - f.get("locked", 0) - f.get("deadlock", 0)
-    retried = sum(v for k, v in f.items() if k.startswith("retried"))
+    other = sum(f.values()) - f.get("locked", 0) - f.get("deadlock", 0)
     states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(r["states"].items()))
     return (
         f"| {r['storage']} | {r['workers']} | {r['trials']} | {r['wall']:.1f} | "
         f"{r['throughput']:.1f} | {r['median']:.3f} | {r['p90']:.3f} | "
         f"{r['wall'] * r['workers'] / max(r['trials'], 1):.3f} | "
-        f"{f.get('locked', 0)} | {f.get('deadlock', 0)} | {other} | {retried} | {states} | "
+        f"{f.get('locked', 0)} | {f.get('deadlock', 0)} | {other} | {states} | "
         f"{r['load'][0]:.1f} → {r['load'][1]:.1f} |"
     )
 
@@ -328,13 +330,13 @@ def _report(
         f"A trial: 9 categorical suggestions, 3 user attrs, then {args.epochs} epochs of "
         "set_user_attr('val_acc', growing list) + report, nanonas's median pruner reading the "
         "study's trials at epochs 2-9, tell; "
-        "RandomSampler; heartbeats on (60 s). Seconds per trial are per worker, between "
+        f"RandomSampler; pool_pre_ping {args.pre_ping}. Seconds per trial are per worker, between "
         "consecutive trials of that worker, pooled over the workers; the mean is wall x workers / "
         "trials, which also counts a worker's time waiting for a lock.",
         "",
         "| storage | workers | trials | wall s | trials/s | median s/trial | p90 s/trial "
-        "| mean s/trial | locked | deadlock | other failures | retried | final states | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mean s/trial | locked | deadlock | other failures | final states | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[_row(r) for r in rows],
         "",
     ]

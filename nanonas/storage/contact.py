@@ -231,8 +231,8 @@ class Contact:
                 _shut(fd)
             if trouble is not None and now - trouble > self.timeout and not self._gone:
                 self._gone = True
-                why = self._why or "no answer"
-                self._on_gone(f"{why}; no answer for {now - trouble:.0f} s")
+                silent = f"no answer for {now - trouble:.0f} s"
+                self._on_gone(f"{self._why}; {silent}" if self._why else silent)
                 return
 
 

@@ -60,13 +60,16 @@ def settle(
     trial = objective.trial
     if trial is None:
         orphans = contact.retry(lambda: _orphans(study, since))
-        if orphans:
-            time.sleep(_FIRST_BEAT)
-            again = {t.number for t in contact.retry(lambda: _orphans(study, since))}
-            orphans = [o for o in orphans if o.number in again]
         if not orphans:
             return None, f"{head}; no trial was lost"
-        said = [_fail_and_requeue(study, contact, liveness, o, None, why) for o in orphans]
+        time.sleep(_FIRST_BEAT)
+        again = {t.number for t in contact.retry(lambda: _orphans(study, since))}
+        said = [
+            _fail_and_requeue(study, contact, liveness, o, None, why)
+            if o.number in again
+            else _orphan_fate(study, contact, o.number)
+            for o in orphans
+        ]
         return None, f"{head}; {'; '.join(said)}"
 
     frozen = contact.retry(lambda: _trial(study, trial.number))
@@ -111,6 +114,16 @@ def _fail_and_requeue(
     retry = contact.retry(lambda: requeue(study, frozen, max_retry=liveness.max_retry))
     retried = f"retried as trial {retry}" if retry is not None else "not retried again"
     return f"trial {frozen.number} was cut off and failed, {retried}"
+
+
+def _orphan_fate(study: optuna.Study, contact: Contact, number: int) -> str:
+    """What became of an orphan while settle waited: it beat (another worker's trial after all),
+    or a heartbeat check, of this process or another, failed and re-queued it."""
+    if contact.retry(lambda: _trial(study, number)).state != TrialState.FAIL:
+        return f"trial {number} was another worker's"
+    retry = contact.retry(lambda: _retry_number(study, number))
+    retried = f", retried as trial {retry}" if retry is not None else ""
+    return f"trial {number}, created unanswered, was failed by the heartbeat check{retried}"
 
 
 def _tell_if_running(
