@@ -17,7 +17,7 @@ Trial user attributes (`TRIAL_KEYS` holds the types):
 | val_acc       | list[float] | validation accuracy after each epoch so far                   |
 | train_seconds | float       | wall time of training and evaluation                          |
 | device        | str         | the device it trained on                                      |
-| fail_reason   | str         | a FAIL: why (loss diverged, out of memory)                     |
+| fail_reason   | str         | a FAIL: why (loss diverged, out of memory, interrupted)        |
 | prune_reason  | str         | a PRUNED trial: why (it keeps its partial `val_acc`)           |
 | infeasible    | str         | over a budget: never trained, accuracy 0                       |
 | reused_from   | int         | a duplicate: the number of the trial whose result it took      |

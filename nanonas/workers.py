@@ -41,9 +41,10 @@ class Interrupted(KeyboardInterrupt):
     """SIGTERM or SIGINT, raised in the main thread. As a KeyboardInterrupt it makes Optuna mark
     the running trial FAIL and re-raise, so the study stays consistent and resumes."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, *, said: str = "") -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+        self.said = said  # what became of the trial in flight, for the line that ends the run
 
 
 def stop_cleanly_on_signals() -> None:

@@ -127,7 +127,7 @@ def test_sigterm_stops_cleanly_and_the_study_resumes(tmp_path, workers):
     finally:
         proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM, err
-    assert "interrupted; finished trials are saved" in err
+    assert "nanonas: interrupted (SIGTERM); " in err and "finished trials are saved" in err
     study = optuna.load_study(study_name=name, storage=open_storage(url))
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert TrialState.RUNNING not in states and TrialState.FAIL in states

@@ -10,7 +10,8 @@ Every StudyConfig field is a flag (`n_trials` -> `--n-trials`; a switch such as 
 `--progress` and `--no-progress`), with the help and default its declaration gives. Flags
 override a --config preset, which overrides the defaults. The same --storage and --study-name
 resume a study and add --n-trials more trials. Bad input is one line and exit status 2, before
-anything is created; Ctrl-C or SIGTERM saves what finished and exits 130 or 143; a storage that
+anything is created; Ctrl-C or SIGTERM saves what finished, fails and re-queues the running
+trial, and exits 130 or 143; a storage that
 stays unreachable for --reconnect-timeout seconds is one line and exit status 75.
 """
 
@@ -114,10 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nanonas: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        said = getattr(e, "said", "")
         print(
-            "nanonas: interrupted; finished trials are saved, run the same command to resume",
+            f"nanonas: interrupted ({signal.Signals(signum).name}); "
+            + (f"{said}; " if said else "")
+            + "finished trials are saved, run the same command to resume",
             file=sys.stderr,
         )
-        return 128 + getattr(e, "signum", signal.SIGINT)
+        return 128 + signum
     print(summary(study))
     return 0

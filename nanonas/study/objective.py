@@ -15,6 +15,8 @@ records helpers (its attributes); the network and the training are plain functio
 5. Trained: every epoch records the accuracy curve, reports it (single-objective studies) and
    asks nanonas.pruning whether to stop. A NaN loss or an out-of-memory error fails the trial
    with its reason; the study goes on.
+6. Interrupted (Ctrl-C, SIGTERM) anywhere in it: the trial gets its fail reason "interrupted
+   (SIGINT)" or "(SIGTERM)" before Optuna tells it FAIL; nanonas.study.run re-queues it.
 
 Storage faults: the trial's first heartbeat is written before anything else. Every read and
 every attribute write after sampling only sets a value, so with a `contact` it is retried until
@@ -25,7 +27,9 @@ failed by another worker, raises StorageLost, which nanonas.study.run settles.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -43,7 +47,7 @@ from nanonas.study.config import StudyConfig
 from nanonas.study.progress import Progress
 from nanonas.train import train
 
-__all__ = ["Objective", "StorageLost"]
+__all__ = ["Objective", "StorageLost", "interrupted_reason"]
 
 T = TypeVar("T")
 
@@ -52,6 +56,13 @@ class StorageLost(BaseException):
     """The storage failed where a retry is not safe, or the trial was failed by another worker
     while this one was cut off. A BaseException, so that `study.optimize` neither catches it nor
     tells the trial: nanonas.study.run settles it once the storage answers."""
+
+
+def interrupted_reason(error: KeyboardInterrupt) -> str:
+    """The fail reason of a trial that `error` interrupted: "interrupted (SIGTERM)", or SIGINT
+    for a plain KeyboardInterrupt (Ctrl-C where nanonas installed no handler)."""
+    signum = getattr(error, "signum", signal.SIGINT)
+    return f"interrupted ({signal.Signals(signum).name})"
 
 
 def _worker() -> str:
@@ -93,16 +104,32 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         self.trial, self.outcome = trial, None
-        self._store(lambda: records.write_alive(trial, time.time()))
         try:
-            arch = space.sample(trial, widths=self.config.widths)
-        except Exception as e:
-            if fault(e) is None:
-                raise
-            raise StorageLost(f"sampling trial {trial.number}") from e
-        result = self._measure(trial, arch)
+            self._store(lambda: records.write_alive(trial, time.time()))
+            try:
+                arch = space.sample(trial, widths=self.config.widths)
+            except Exception as e:
+                if fault(e) is None:
+                    raise
+                raise StorageLost(f"sampling trial {trial.number}") from e
+            result = self._measure(trial, arch)
+        except KeyboardInterrupt as e:
+            # Ctrl-C or SIGTERM (nanonas.workers.Interrupted): the reason is written before
+            # Optuna tells the trial FAIL and re-raises; nanonas.study.run then re-queues it.
+            reason = interrupted_reason(e)
+            if self.outcome is None or self.outcome[0] != "failed":
+                self.outcome = ("failed", reason)
+                with contextlib.suppress(Exception):  # the interrupt must reach the caller
+                    self._store(lambda: records.write_failure(trial, reason))
+            raise
         self.outcome = ("values", result)
         return result
+
+    @property
+    def handled(self) -> bool:
+        """Whether the trial in flight ended in a way nanonas handles and says itself (diverged,
+        out of memory, interrupted): Optuna's own warning about it is then noise."""
+        return self.outcome is not None and self.outcome[0] == "failed"
 
     def _store(self, call: Callable[[], T]) -> T:
         """A storage read or a write that sets a value: retried through the contact."""

@@ -11,16 +11,19 @@ other. The per-trial lines stay (unless --no-progress).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import sys
 import threading
+from collections.abc import Callable, Iterator
 
 import optuna
 
 from nanonas import records, space
 from nanonas.study.config import StudyConfig
 
-__all__ = ["Progress"]
+__all__ = ["Progress", "quiet_optuna_when"]
 
 
 class Progress:
@@ -79,3 +82,27 @@ class Progress:
     def close(self) -> None:
         self.epoch_bar.close()
         self.trials.close()
+
+
+@contextlib.contextmanager
+def quiet_optuna_when(handled: Callable[[], bool]) -> Iterator[None]:
+    """Drop Optuna's warnings while `handled()` is true: once nanonas has failed a trial itself
+    (and says so in its own line), Optuna's "Trial N failed ... because of the following error"
+    with its traceback, and "failed with value None", would only repeat it at length.
+
+    Optuna has no public switch for one trial's failure log, and lowering its verbosity would
+    hide its other warnings too. So a filter goes on the handlers of Optuna's library logger
+    ("optuna", the name its logging docs use) for the duration; tests/study/test_cli.py pins
+    that a diverged trial then shows one line."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not handled()
+
+    handlers = list(logging.getLogger("optuna").handlers)
+    for h in handlers:
+        h.addFilter(keep)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(keep)

@@ -45,8 +45,8 @@ from nanonas.study import recipe
 from nanonas.study.config import StudyConfig
 from nanonas.study.liveness import Liveness
 from nanonas.study.objective import Objective, StorageLost
-from nanonas.study.progress import Progress
-from nanonas.study.settle import settle
+from nanonas.study.progress import Progress, quiet_optuna_when
+from nanonas.study.settle import settle, settle_interrupt
 from nanonas.train import resolve_device
 
 __all__ = ["Search", "open_search", "optimize", "run"]
@@ -162,16 +162,21 @@ def optimize(
             since = datetime.datetime.now()
             try:
                 contact.retry(liveness.fail_stale)  # a dead worker's trial is retried first
-                study.optimize(
-                    objective,
-                    n_trials=1,
-                    catch=(DivergedError, torch.OutOfMemoryError),
-                    callbacks=[done],
-                )
+                # A trial nanonas fails itself (diverged, out of memory, interrupted) gets
+                # nanonas's one line; Optuna's warning and traceback about it are not shown.
+                with quiet_optuna_when(lambda: objective.handled):
+                    study.optimize(
+                        objective,
+                        n_trials=1,
+                        catch=(DivergedError, torch.OutOfMemoryError),
+                        callbacks=[done],
+                    )
             except BaseException as e:  # StorageLost is one; Optuna lets it through untold
-                if isinstance(e, KeyboardInterrupt) or (
-                    not isinstance(e, StorageLost) and fault(e) is None
-                ):
+                if isinstance(e, KeyboardInterrupt):
+                    said = settle_interrupt(study, objective, contact, e)
+                    signum = getattr(e, "signum", signal.SIGINT)
+                    raise workers.Interrupted(signum, said=said) from None
+                if not isinstance(e, StorageLost) and fault(e) is None:
                     raise
                 told, line = settle(study, objective, contact, liveness, e, since=since)
                 if told is not None:

@@ -34,9 +34,9 @@ from optuna.trial import FrozenTrial, TrialState
 from nanonas import records
 from nanonas.storage import Contact, fault, mask
 from nanonas.study.liveness import Liveness, requeue, retry_of
-from nanonas.study.objective import Objective
+from nanonas.study.objective import Objective, interrupted_reason
 
-__all__ = ["settle"]
+__all__ = ["settle", "settle_interrupt"]
 
 _FIRST_BEAT = 3.0  # seconds: longer than a retried first beat waits (2 s) once the storage is back
 
@@ -93,6 +93,38 @@ def settle(
         f"{head}; trial {trial.number} was failed by another worker while this one was cut off "
         f"(no heartbeat for {liveness.grace:g} s){retried}; its result is dropped"
     )
+
+
+def settle_interrupt(
+    study: optuna.Study, objective: Objective, contact: Contact, error: KeyboardInterrupt
+) -> str:
+    """After Ctrl-C or SIGTERM ended a `study.optimize` call: the trial in flight ends FAIL with
+    its reason "interrupted (SIGINT)" or "(SIGTERM)" (the objective wrote it, and Optuna told
+    the FAIL) and is re-queued with the same architecture, so that the next run, or another
+    worker, runs it first. An interrupt that hit Optuna's tell leaves the trial RUNNING: it is
+    told here. Returns what happened, for the line that ends the process."""
+    trial = objective.trial
+    if trial is None:
+        return "no trial was running"
+    reason = interrupted_reason(error)
+    frozen = contact.retry(lambda: _trial(study, trial.number))
+    if frozen.state == TrialState.RUNNING:
+        if objective.outcome is not None and objective.outcome[0] != "failed":
+            kind, value = objective.outcome  # finished; the interrupt hit its tell
+            state = TrialState.PRUNED if kind == "pruned" else None
+            contact.retry(lambda: _tell_if_running(study, trial, state, value, kind))
+            return f"trial {trial.number} had finished and was told"
+        if objective.outcome is None:
+            objective.outcome = ("failed", reason)
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            contact.retry(lambda: records.write_failure(trial, objective.outcome[1]))
+        contact.retry(lambda: _tell_if_running(study, trial, TrialState.FAIL, None, ""))
+        frozen = contact.retry(lambda: _trial(study, trial.number))
+    if frozen.state != TrialState.FAIL or objective.outcome != ("failed", reason):
+        return f"trial {trial.number} had finished ({frozen.state.name})"
+    # An interrupt is not the trial's fault: it is re-queued however often it was retried.
+    retry = contact.retry(lambda: requeue(study, frozen, max_retry=None))
+    return f"trial {trial.number} failed ({reason}) and was queued again as trial {retry}"
 
 
 def _fail_and_requeue(
