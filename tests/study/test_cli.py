@@ -216,3 +216,13 @@ def test_every_flag_parses_into_its_field():
     assert config.max_params == 100000 and config.val_fraction == 0.2
     assert config.reconnect_timeout == 2.5 and config.heartbeat_interval == 9
     assert config.compile is True and config.progress is False
+
+
+def test_a_diverged_trial_is_one_line_without_optunas_traceback(tmp_path):
+    args = ["--epochs", "1", "--val-fraction", "0.9", "--lr", "1e9", "--n-trials", "1"]
+    done = run_cli(*TINY, *args, "--storage", "sqlite:///s.db", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr  # the study goes on
+    # Optuna's "[I ...]" info lines (the study's creation) stay; its warnings about the trial
+    # that nanonas failed itself, with their traceback, do not (progress.quiet_optuna_when).
+    (line,) = [s for s in done.stderr.splitlines() if not s.startswith("[I ")]
+    assert line.startswith("trial    0  FAIL") and "training loss became nan" in line, line
