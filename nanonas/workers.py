@@ -8,15 +8,18 @@ function and each worker's share of the trials. The workers are started with 'sp
 initialises CUDA (or its CPU threads) for itself. Supervision is what makes a lost worker cost
 no more than its running trial:
 
-- A worker killed by a signal it did not ask for (SIGKILL from an operator or the kernel's OOM
-  killer) is started again, with what is left of its quota, after `restart_delay` seconds: by
-  then its trial's heartbeat is stale, so the new worker's first trial fails the old trial and
-  re-queues it (nanonas.study.liveness) before it goes on.
+- A worker that dies of any signal is started again, with what is left of its quota, so the
+  run still reaches its count. One stopped by a SIGTERM or SIGINT of its own (an operator, a
+  scheduler) has failed and re-queued its running trial itself: it restarts at once. One killed
+  outright (SIGKILL, the kernel's OOM killer) restarts after `restart_delay` seconds: by then
+  its trial's heartbeat is stale, so the new worker's first trial fails the old trial and
+  re-queues it (nanonas.study.liveness) before it goes on. Only a worker that dies more often
+  than `max_restarts` in all ends the run: WorkersGaveUp, one line, exit status 1.
 - SIGTERM or SIGINT to the supervisor is passed to every worker: each ends (or fails) its running
   trial cleanly and exits, and so does the supervisor (exit 143 or 130).
 - A worker that exits with an error stops the others: the error (bad data, say) would stop them
   too. After a storage gone for good (exit 75) the others are given time to say which trial
-  each leaves RUNNING. A worker stopped by its own SIGTERM just stops.
+  each leaves RUNNING.
 """
 
 from __future__ import annotations
@@ -28,13 +31,22 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["Interrupted", "stop_cleanly_on_signals", "supervise"]
+from nanonas.errors import NanonasError
 
-# Exit codes of a worker that finished, or was asked to stop: it exits from its SIGTERM/SIGINT
-# handler (128 + n) or, before the handler is installed, dies of the signal (-n).
-_FINISHED_OR_STOPPED = {0} | {
-    code for s in (signal.SIGTERM, signal.SIGINT) for code in (128 + s, -s)
-}
+__all__ = ["Interrupted", "WorkersGaveUp", "stop_cleanly_on_signals", "supervise"]
+
+_GAVE_UP = -1  # internal: a worker died more often than it may be restarted
+
+
+class WorkersGaveUp(NanonasError):
+    """A worker kept dying of signals: the run cannot reach its trial count (exit status 1)."""
+
+    EXIT_CODE = 1
+
+
+# Exit codes of a worker that a SIGTERM or SIGINT of its own stopped cleanly: its handler failed
+# and re-queued its running trial, then exited 128 + n. Such a worker is restarted at once.
+_STOPPED = {128 + s for s in (signal.SIGTERM, signal.SIGINT)}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -61,6 +73,10 @@ def stop_cleanly_on_signals() -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+def _died(code: int) -> str:
+    return signal.Signals(-code if code < 0 else code - 128).name
+
+
 def supervise(
     target: Callable[..., None],
     args: tuple,
@@ -72,7 +88,8 @@ def supervise(
 ) -> int:
     """Run `target(*args, index, quota, done)` in one process per quota and wait for them all;
     `done` is a shared counter the worker increments after each finished trial. Returns 0 when
-    every worker finished, 130/143 when stopped by SIGINT/SIGTERM, else the failing exit code.
+    every worker finished, 130/143 when stopped by SIGINT/SIGTERM, else the failing exit code;
+    raises WorkersGaveUp when workers died of signals more than `max_restarts` times.
     After a worker exits with a code in `patience`, the others get that many seconds to end by
     themselves before they are killed; after any other failure they are stopped at once."""
     patience = patience or {}
@@ -100,7 +117,7 @@ def supervise(
     try:
         for i in range(len(quotas)):
             start(i)
-        restarts, failure = 0, 0
+        restarts, failure, gave_up = 0, 0, ""
         kill_at: float | None = None
         while procs or restart_at:
             time.sleep(0.2)
@@ -109,19 +126,33 @@ def supervise(
                     continue
                 del procs[i]
                 code = p.exitcode
-                if stop["signal"] or failure or code in _FINISHED_OR_STOPPED:
+                left = quotas[i] - done[i].value
+                if stop["signal"] or failure or code == 0 or left <= 0:
                     continue
-                if code < 0 and done[i].value < quotas[i] and restarts < max_restarts:
+                if (code < 0 or code in _STOPPED) and restarts < max_restarts:
                     restarts += 1
+                    signum = -code if code < 0 else code - 128
+                    if code < 0:
+                        how = f"was killed ({signal.Signals(signum).name})"
+                        when = f"in {restart_delay:.0f} s, once its trial's heartbeat is stale"
+                        restart_at[i] = time.monotonic() + restart_delay
+                    else:
+                        how = f"was stopped ({signal.Signals(signum).name}), its trial re-queued"
+                        when = "now"
+                        restart_at[i] = time.monotonic()
                     print(
-                        f"nanonas: worker {i} was killed ({signal.Signals(-code).name}) "
-                        f"with {quotas[i] - done[i].value} trials to go; restarting it in "
-                        f"{restart_delay:.0f} s, once its trial's heartbeat is stale",
+                        f"nanonas: worker {i} {how}, with {left} trials to go; restarting it "
+                        + when,
                         file=sys.stderr,
+                        flush=True,
                     )
-                    restart_at[i] = time.monotonic() + restart_delay
+                elif code < 0 or code in _STOPPED:
+                    failure = _GAVE_UP
+                    gave_up = f"worker {i} died again ({_died(code)}) after {restarts} restarts"
+                    for other in procs.values():
+                        other.terminate()
                 elif not failure:
-                    failure = code if code > 0 else 1
+                    failure = code
                     if failure in patience:
                         kill_at = time.monotonic() + patience[failure]
                     else:
@@ -142,4 +173,10 @@ def supervise(
             signal.signal(s, handler)
     if stop["signal"]:
         return 128 + stop["signal"]
+    if failure == _GAVE_UP:
+        finished = sum(d.value for d in done)
+        raise WorkersGaveUp(
+            f"{gave_up}; {finished} of {sum(quotas)} trials finished and the other workers were "
+            "stopped; run the same command to go on"
+        )
     return failure

@@ -115,6 +115,43 @@ def test_a_killed_worker_loses_only_its_trial_which_is_retried(tmp_path):
     optuna.delete_study(study_name=name, storage=open_storage(url))
 
 
+def test_a_worker_stopped_by_sigterm_is_restarted_and_the_run_reaches_its_count(tmp_path):
+    # A journal file needs no server; one short epoch per trial (a quarter of the data trains).
+    log = tmp_path / "s.log"
+    args = ["--epochs", "1", "--val-fraction", "0.5", "--sampler", "random", "--pruner", "none"]
+    proc = _start(*args, "--storage", str(log), "--study-name", "w", "--workers", "2",
+                  "--n-trials", "4", cwd=tmp_path)  # fmt: skip
+    try:
+        storage = open_storage(str(log))
+
+        def training():
+            if not log.exists():
+                return None
+            try:
+                study = optuna.load_study(study_name="w", storage=storage)
+            except KeyError:
+                return None
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            return next((t for t in running if records.arch(t)), None)
+
+        victim = _wait_for(training, timeout=60, what="a running trial")
+        os.kill(int(records.read(victim).worker.rsplit(":", 1)[1]), signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "was stopped (SIGTERM), its trial re-queued" in err and "restarting it now" in err
+    assert "leaked" not in err and "Traceback" not in err, err  # no resource or other warnings
+    trials = optuna.load_study(study_name="w", storage=open_storage(str(log))).trials
+    (failed,) = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed.number == victim.number
+    assert records.reasons(failed) == ["interrupted (SIGTERM)"]
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert retry.params == victim.params and retry.state == TrialState.COMPLETE
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4  # the count was reached
+    assert len(trials) == 5
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_sigterm_stops_cleanly_and_the_study_resumes(tmp_path, workers):
     url, name = server("postgresql"), _name()

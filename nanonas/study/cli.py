@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return StorageGone.EXIT_CODE  # each worker that saw it said so in its own line
     except NanonasError as e:
         print(f"nanonas: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "EXIT_CODE", 2)
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
         said = getattr(e, "said", "")
