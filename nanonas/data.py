@@ -175,16 +175,27 @@ def _decode_all(files: list[Path]) -> torch.Tensor:
         with Image.open(f) as img:
             return np.asarray(img.convert("RGB"))
 
-    first = decode(files[0])
-    images = np.empty((len(files), *first.shape), dtype=np.uint8)
+    images, first, bad = None, files[0], []
     for i, f in enumerate(files):
-        img = decode(f)
-        if img.shape != first.shape:
+        try:
+            img = decode(f)
+        except (OSError, SyntaxError, ValueError):  # what PIL raises for a file it cannot read
+            bad.append(f)  # every file is tried, so that the one line can count them all
+            continue
+        if images is None:
+            first = f
+            images = np.empty((len(files), *img.shape), dtype=np.uint8)
+        elif img.shape != images.shape[1:]:
             raise DataError(
-                f"imagefolder images must share one size: {files[0]} is "
-                f"{first.shape[1]}x{first.shape[0]}, {f} is {img.shape[1]}x{img.shape[0]}"
+                f"imagefolder images must share one size: {first} is "
+                f"{images.shape[2]}x{images.shape[1]}, {f} is {img.shape[1]}x{img.shape[0]}"
             )
         images[i] = img
+    if bad:
+        raise DataError(
+            f"imagefolder cannot decode {bad[0]}: {len(bad)} of {len(files)} image files cannot "
+            "be decoded (corrupt, truncated or not an image); fix or remove them"
+        )
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
 
 

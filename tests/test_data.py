@@ -96,6 +96,26 @@ def test_imagefolder_errors_name_the_folder(tmp_path):
         data.load("imagefolder", data_dir=tmp_path / "one")
 
 
+@pytest.mark.parametrize("damage", ["not an image", "truncated"])
+def test_imagefolder_with_undecodable_files_is_one_line_naming_one_and_counting_them(
+    tmp_path, damage
+):
+    _write_tree(tmp_path / "ds")
+    bad = [tmp_path / "ds" / "train" / c / "9.jpg" for c in ("cat", "emu")]
+    for path in bad:
+        if damage == "truncated":  # a real JPEG cut after its header
+            write_png(torch.zeros(3, 8, 8, dtype=torch.uint8), str(path))  # PIL writes JPEG
+            path.write_bytes(path.read_bytes()[:200])
+        else:
+            path.write_bytes(b"this is not a JPEG")
+    with pytest.raises(DataError) as e:
+        data.load("imagefolder", data_dir=tmp_path / "ds")
+    message = str(e.value)
+    assert "\n" not in message and f"cannot decode {bad[0]}" in message
+    assert "2 of 11 image files cannot be decoded" in message
+    assert not (tmp_path / "cache" / "nanonas").exists()  # nothing cached
+
+
 def _raw(d: data.ImageData) -> data.ImageData:
     """The same images with a normalization that leaves pixel values as they are."""
     channels = d.images.shape[1]

@@ -226,3 +226,25 @@ def test_a_diverged_trial_is_one_line_without_optunas_traceback(tmp_path):
     # that nanonas failed itself, with their traceback, do not (progress.quiet_optuna_when).
     (line,) = [s for s in done.stderr.splitlines() if not s.startswith("[I ")]
     assert line.startswith("trial    0  FAIL") and "training loss became nan" in line, line
+
+
+def test_a_corrupt_jpeg_in_an_imagefolder_is_one_line_exit_2_and_no_study(tmp_path):
+    from PIL import Image
+
+    for c in ("cat", "dog"):
+        (tmp_path / "ds" / "train" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8), (i * 90, 40, 200)).save(
+                tmp_path / "ds" / "train" / c / f"{i}.jpg"
+            )
+    corrupt = tmp_path / "ds" / "train" / "dog" / "2.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    args = ["--dataset", "imagefolder", "--data-dir", "ds", "--storage", "sqlite:///s.db"]
+    done = run_cli(*args, "--device", "cpu", cwd=tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line == (
+        "nanonas: error: imagefolder cannot decode ds/train/dog/2.jpg: 1 of 5 image files "
+        "cannot be decoded (corrupt, truncated or not an image); fix or remove them"
+    )
+    assert not (tmp_path / "s.db").exists()
