@@ -6,7 +6,14 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "DivergedError", "NanonasError", "StorageGone"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DiskFull",
+    "DivergedError",
+    "NanonasError",
+    "StorageGone",
+]
 
 
 class NanonasError(Exception):
@@ -31,3 +38,10 @@ class StorageGone(NanonasError):
     (EX_TEMPFAIL: try again later)."""
 
     EXIT_CODE = 75
+
+
+class DiskFull(NanonasError):
+    """The disk under the SQLite database or journal file is full: the message names the file,
+    its free space and what became of the running trial (exit status 1)."""
+
+    EXIT_CODE = 1

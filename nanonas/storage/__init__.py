@@ -7,6 +7,7 @@
 - `urls.py`: what a storage string may be, checked without connecting; the driver it gets.
 - `connect.py`: opening it, one-line failures, faults that surface quickly (`fault`).
 - `contact.py`: is it answering? retries of idempotent calls, and the watchdog for silence.
+- `disk.py`: a full disk under an SQLite database or a journal file (`disk_full`).
 - `redis_journal.py`: Optuna's Redis journal layout, through a client that never re-sends.
 - `proxy.py`: a TCP proxy that drops, freezes or refuses connections, for fault tests.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from nanonas.storage.connect import ConnectionLost, StorageError, fault, open_storage
 from nanonas.storage.contact import Contact
+from nanonas.storage.disk import disk_full, where_full
 from nanonas.storage.urls import check_url, is_sqlite, mask
 
 __all__ = [
@@ -22,8 +24,10 @@ __all__ = [
     "Contact",
     "StorageError",
     "check_url",
+    "disk_full",
     "fault",
     "is_sqlite",
     "mask",
     "open_storage",
+    "where_full",
 ]

@@ -49,6 +49,7 @@ import sqlalchemy.pool
 from optuna.storages import journal
 
 from nanonas.errors import ConfigError, NanonasError
+from nanonas.storage.disk import disk_full
 from nanonas.storage.urls import Target, is_sqlite, mask, parse, reason
 
 __all__ = ["ConnectionLost", "StorageError", "fault", "open_storage"]
@@ -109,6 +110,8 @@ def fault(error: BaseException) -> BaseException | None:
     OperationalError covers lost connections, a server that refuses connections while it
     restarts, statement timeouts and deadlock victims, whose transaction was rolled back.
     """
+    if disk_full(error) is not None:
+        return None  # no outage: a retry would wait for ever (nanonas.storage.disk)
     redis_errors: tuple[type[BaseException], ...] = ()
     with contextlib.suppress(ImportError):
         import redis

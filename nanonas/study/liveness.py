@@ -40,7 +40,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nanonas import records
-from nanonas.storage import Contact, fault
+from nanonas.storage import Contact, disk_full, fault
 
 __all__ = ["Liveness", "requeue", "retry_of"]
 
@@ -120,6 +120,8 @@ class Liveness:
             except Exception as e:
                 if fault(e) is not None:
                     continue  # the contact counts it; its watchdog decides when to give up
+                if disk_full(e) is not None:
+                    continue  # the trial's own next write finds out, and ends the run
                 if not self._warned:  # a bug: say it once, keep beating
                     self._warned = True
                     print(f"nanonas: warning: heartbeat: {e!r}", file=sys.stderr)

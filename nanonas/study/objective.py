@@ -42,7 +42,7 @@ from nanonas import data, records, space
 from nanonas.errors import DivergedError
 from nanonas.model import NanoNet, count_flops, count_params
 from nanonas.pruning import EpochPruner
-from nanonas.storage import Contact, fault
+from nanonas.storage import Contact, disk_full, fault
 from nanonas.study.config import StudyConfig
 from nanonas.study.progress import Progress
 from nanonas.train import train
@@ -137,6 +137,10 @@ class Objective:
             return self.contact.retry(call) if self.contact is not None else call()
         except optuna.exceptions.UpdateFinishedTrialError as e:
             raise StorageLost("the trial was finished elsewhere") from e
+        except Exception as e:
+            if disk_full(e) is not None and self.outcome is None:
+                self.outcome = ("failed", "disk full")  # nanonas.study.run says so, in one line
+            raise
 
     def _measure(self, trial: optuna.Trial, arch: space.Architecture) -> Any:
         cfg = self.config

@@ -39,14 +39,22 @@ import torch
 from optuna.trial import FrozenTrial
 
 from nanonas import data, records, samplers, space, workers
-from nanonas.errors import DivergedError, NanonasError, StorageGone
-from nanonas.storage import Contact, fault, is_sqlite, mask, open_storage
+from nanonas.errors import DiskFull, DivergedError, NanonasError, StorageGone
+from nanonas.storage import (
+    Contact,
+    disk_full,
+    fault,
+    is_sqlite,
+    mask,
+    open_storage,
+    where_full,
+)
 from nanonas.study import recipe
 from nanonas.study.config import StudyConfig
 from nanonas.study.liveness import Liveness
 from nanonas.study.objective import Objective, StorageLost
 from nanonas.study.progress import Progress, quiet_optuna_when
-from nanonas.study.settle import settle, settle_interrupt
+from nanonas.study.settle import settle, settle_disk_full, settle_interrupt
 from nanonas.train import resolve_device
 
 __all__ = ["Search", "open_search", "optimize", "run"]
@@ -67,9 +75,15 @@ class Search:
 def run(config: StudyConfig) -> optuna.Study:
     """Run `config.n_trials` more trials of the study `config` names and return the study.
     With `config.workers` > 1 the trials are shared out among that many worker processes."""
-    if config.workers == 1:
-        return optimize(open_search(config, role="main"))
-    return _run_workers(config)
+    try:
+        if config.workers == 1:
+            return optimize(open_search(config, role="main"))
+        return _run_workers(config)
+    except Exception as e:
+        if isinstance(e, NanonasError) or disk_full(e) is None:
+            raise
+        where = where_full(config.storage)  # opening or joining the study: no trial yet
+        raise DiskFull(f"disk full: {where}; no trial was running") from None
 
 
 def open_search(config: StudyConfig, *, role: str, to_device: bool = True) -> Search:
@@ -176,6 +190,9 @@ def optimize(
                     said = settle_interrupt(study, objective, contact, e)
                     signum = getattr(e, "signum", signal.SIGINT)
                     raise workers.Interrupted(signum, said=said) from None
+                if disk_full(e) is not None:
+                    said = settle_disk_full(study, objective, 2 * config.heartbeat_interval)
+                    raise DiskFull(f"disk full: {where_full(config.storage)}; {said}") from None
                 if not isinstance(e, StorageLost) and fault(e) is None:
                     raise
                 told, line = settle(study, objective, contact, liveness, e, since=since)

@@ -36,7 +36,7 @@ from nanonas.storage import Contact, fault, mask
 from nanonas.study.liveness import Liveness, requeue, retry_of
 from nanonas.study.objective import Objective, interrupted_reason
 
-__all__ = ["settle", "settle_interrupt"]
+__all__ = ["settle", "settle_disk_full", "settle_interrupt"]
 
 _FIRST_BEAT = 3.0  # seconds: longer than a retried first beat waits (2 s) once the storage is back
 
@@ -125,6 +125,31 @@ def settle_interrupt(
     # An interrupt is not the trial's fault: it is re-queued however often it was retried.
     retry = contact.retry(lambda: requeue(study, frozen, max_retry=None))
     return f"trial {trial.number} failed ({reason}) and was queued again as trial {retry}"
+
+
+def settle_disk_full(study: optuna.Study, objective: Objective, grace: float) -> str:
+    """After a full disk under the storage ended a `study.optimize` call: the trial in flight is
+    marked FAIL ("disk full") if the storage still takes that write. Returns what became of it,
+    for the one line that ends the run. No retries: the disk stays full until someone acts."""
+    trial = objective.trial
+    if trial is None:
+        return "no trial was running"
+    with contextlib.suppress(Exception):
+        records.write_failure(trial, "disk full")
+    with contextlib.suppress(Exception):
+        _tell_if_running(study, trial, TrialState.FAIL, None, "")
+    try:
+        state = _trial(study, trial.number).state
+    except Exception:
+        state = TrialState.RUNNING
+    if state == TrialState.RUNNING:
+        return (
+            f"trial {trial.number} is left RUNNING: free some space and rerun the same command, "
+            f"and it is failed and retried after {grace:g} s without a heartbeat"
+        )
+    if state == TrialState.FAIL:
+        return f"trial {trial.number} was marked FAIL; free some space and rerun the same command"
+    return f"trial {trial.number} had finished; free some space and rerun the same command"
 
 
 def _fail_and_requeue(
