@@ -138,8 +138,12 @@ class Objective:
         except optuna.exceptions.UpdateFinishedTrialError as e:
             raise StorageLost("the trial was finished elsewhere") from e
         except Exception as e:
-            if disk_full(e) is not None and self.outcome is None:
-                self.outcome = ("failed", "disk full")  # nanonas.study.run says so, in one line
+            if disk_full(e) is not None and self.outcome is None and self.trial is not None:
+                # Before Optuna tells the FAIL, where the storage still takes a small write;
+                # nanonas.study.run then ends the run in one line.
+                self.outcome = ("failed", "disk full")
+                with contextlib.suppress(Exception):
+                    records.write_failure(self.trial, "disk full")
             raise
 
     def _measure(self, trial: optuna.Trial, arch: space.Architecture) -> Any:
