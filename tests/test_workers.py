@@ -102,6 +102,7 @@ def test_a_killed_worker_loses_only_its_trial_which_is_retried(tmp_path):
         proc.kill()
     assert proc.returncode == 0, err
     assert "worker" in err and "was killed (SIGKILL)" in err
+    assert "leaked" not in err, err  # no resource warnings at the end
     study = optuna.load_study(study_name=name, storage=open_storage(url))
     trials = study.get_trials(deepcopy=False)
     failed = [t for t in trials if t.state == TrialState.FAIL]
