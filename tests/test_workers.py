@@ -233,3 +233,17 @@ def test_workers_whose_share_is_smaller_than_their_number_finish_it(tmp_path):
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     roles = sorted(e["role"] for e in records.runs(study.user_attrs).values())
     assert roles == ["supervisor", "worker 0", "worker 1"]  # one run entry per process
+
+
+def test_a_worker_that_keeps_dying_ends_the_run_in_one_line_past_max_restarts():
+    from dying_worker import die_of_sigterm
+
+    from nanonas.workers import WorkersGaveUp, supervise
+
+    start = time.monotonic()
+    with pytest.raises(WorkersGaveUp) as e:
+        supervise(die_of_sigterm, (), [2, 1], restart_delay=0, max_restarts=2)
+    assert time.monotonic() - start < 30
+    message = str(e.value)
+    assert "\n" not in message and "died again (SIGTERM) after 2 restarts" in message
+    assert "0 of 3 trials finished" in message and "run the same command" in message
