@@ -9,10 +9,11 @@
 Every StudyConfig field is a flag (`n_trials` -> `--n-trials`; a switch such as `progress` gets
 `--progress` and `--no-progress`), with the help and default its declaration gives. Flags
 override a --config preset, which overrides the defaults. The same --storage and --study-name
-resume a study and add --n-trials more trials. Bad input is one line and exit status 2, before
-anything is created; Ctrl-C or SIGTERM saves what finished, fails and re-queues the running
-trial, and exits 130 or 143; a storage that
-stays unreachable for --reconnect-timeout seconds is one line and exit status 75.
+resume a study and add --n-trials more trials (re-queued ones among them). Bad input is one line
+and exit status 2, before anything is created; Ctrl-C or SIGTERM saves what finished, fails and
+re-queues the running trial, and exits 130 or 143; a storage that stays unreachable for
+--reconnect-timeout seconds is one line and exit status 75; a full disk under SQLite or a
+journal file is one line and exit status 1.
 """
 
 from __future__ import annotations
