@@ -48,8 +48,8 @@ import sqlalchemy.exc
 import sqlalchemy.pool
 from optuna.storages import journal
 
-from nanonas.errors import ConfigError, NanonasError
-from nanonas.storage.disk import disk_full
+from nanonas.errors import ConfigError, DiskFull, NanonasError
+from nanonas.storage.disk import disk_full, where_full
 from nanonas.storage.urls import Target, is_sqlite, mask, parse, reason
 
 __all__ = ["ConnectionLost", "StorageError", "fault", "open_storage"]
@@ -180,6 +180,7 @@ def _open_rdb(
             # Optuna's heartbeats stay off: nanonas.study.liveness beats on every storage.
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     except sqlalchemy.exc.SQLAlchemyError as e:
+        _refuse_if_disk_full(e, url)
         # `from None`: the driver's exception chain can quote connection details.
         raise StorageError(f"cannot open storage {mask(url)}: {reason(e, url)}") from None
     except RuntimeError as e:  # Optuna: the tables were made by an incompatible Optuna version
@@ -192,7 +193,14 @@ def _use_wal(path: str, url: str) -> None:
         with contextlib.closing(sqlite3.connect(path, timeout=_SQLITE_BUSY_TIMEOUT)) as db:
             db.execute("PRAGMA journal_mode=WAL")
     except sqlite3.Error as e:
+        _refuse_if_disk_full(e, url)
         raise StorageError(f"cannot open storage {mask(url)}: {e}") from None
+
+
+def _refuse_if_disk_full(error: BaseException, url: str) -> None:
+    """A full disk is said as such, with the file and its free space (exit status 1)."""
+    if disk_full(error) is not None:
+        raise DiskFull(f"disk full: {where_full(url)}; nothing was written") from None
 
 
 def _probe(url: str, connect_timeout: int) -> None:
@@ -254,6 +262,7 @@ def _open_journal_file(path: str) -> optuna.storages.BaseStorage:
             backend = journal.JournalFileBackend(path, lock_obj=lock_class(path))
             return journal.JournalStorage(backend)
     except OSError as e:
+        _refuse_if_disk_full(e, path)
         raise StorageError(f"cannot open journal file {path!r}: {e.strerror or e}") from None
     except (ValueError, optuna.exceptions.StorageInternalError) as e:
         raise StorageError(f"cannot read journal file {path!r}: {e}") from None

@@ -142,3 +142,15 @@ def test_sqlite_on_a_disk_that_fills_up_mid_trial_is_one_line_and_exit_1(tmp_pat
         assert state == TrialState.RUNNING
     else:
         assert "was marked FAIL" in line and state == TrialState.FAIL
+
+
+def test_a_study_on_a_disk_that_is_already_full_is_one_line_and_exit_1(tmp_path, small_disk):
+    _fill(small_disk)
+    env = os.environ | OFFLINE | {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    db = small_disk / "s.db"
+    cmd = [sys.executable, "-m", "nanonas.study", *TINY, "--storage", f"sqlite:///{db}"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"nanonas: error: disk full: {db} (")
+    assert line.endswith(" free); nothing was written")
