@@ -24,11 +24,11 @@ then) stands in for one, and the first resume records the full recipe.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import platform
 import socket
-import time
 from typing import Any
 
 import optuna
@@ -123,7 +123,10 @@ def record_creation(
 
 def join(study: optuna.Study, config: StudyConfig, *, role: str) -> str:
     """Record that this process joins the study (as `role`); return its run entry's key."""
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    # Milliseconds: two runs in one process (nano_nas() twice) within a second got one key,
+    # and the second entry replaced the first.
+    now = datetime.datetime.now(datetime.timezone.utc)
+    started = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     entry = {"role": role, "settings": config.public(), "versions": _versions()}
     return records.add_run(
         study, started=started, host=socket.gethostname(), pid=os.getpid(), entry=entry

@@ -100,3 +100,10 @@ def test_join_records_one_entry_per_process_with_the_password_masked():
     assert entry["role"] == "worker 1" and "hunter2" not in str(entry)
     assert entry["settings"]["storage"] == "postgresql://u:***@db/x"
     assert set(entry) >= {"started", "host", "pid", "settings", "versions"}
+
+
+def test_two_joins_of_one_process_keep_two_entries():
+    # nano_nas() twice in one process, within a second: the second entry once replaced the first.
+    study = optuna.create_study()
+    keys = {recipe.join(study, StudyConfig(), role="main") for _ in range(3)}
+    assert len(keys) == 3 == len(records.runs(study.user_attrs))
