@@ -123,10 +123,10 @@ def record_creation(
 
 def join(study: optuna.Study, config: StudyConfig, *, role: str) -> str:
     """Record that this process joins the study (as `role`); return its run entry's key."""
-    # Milliseconds: two runs in one process (nano_nas() twice) within a second got one key,
+    # Microseconds: two runs in one process (nano_nas() twice) within a second got one key,
     # and the second entry replaced the first.
     now = datetime.datetime.now(datetime.timezone.utc)
-    started = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    started = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
     entry = {"role": role, "settings": config.public(), "versions": _versions()}
     return records.add_run(
         study, started=started, host=socket.gethostname(), pid=os.getpid(), entry=entry
