@@ -90,10 +90,14 @@ class Liveness:
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # it just finished (or was failed as stale); the objective finds out itself
 
+    def judging(self) -> bool:
+        """Whether this process may judge others: it has not lost the storage itself lately."""
+        return self.contact.calm_for() >= self.grace
+
     def fail_stale(self) -> list[tuple[int, int | None]]:
         """Fail and re-queue every RUNNING trial that stopped beating; returns (failed, retry)
         numbers. Nothing while this process's own contact with the storage is recent."""
-        if self.contact.calm_for() < self.grace:
+        if not self.judging():
             return []
         now = time.time()
         mine = self._current()
@@ -115,8 +119,11 @@ class Liveness:
         while not self._stop.wait(self.interval):
             try:
                 self.beat()
-                with self.contact.attempt():
-                    self.fail_stale()
+                # Only a call that reaches the storage may count as its answer: a fail_stale
+                # that returns at once, during an outage, must not tell the watchdog "answered".
+                if self.judging():
+                    with self.contact.attempt():
+                        self.fail_stale()
             except Exception as e:
                 if fault(e) is not None:
                     continue  # the contact counts it; its watchdog decides when to give up

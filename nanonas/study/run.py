@@ -175,7 +175,8 @@ def optimize(
             objective.trial, objective.outcome = None, None
             since = datetime.datetime.now()
             try:
-                contact.retry(liveness.fail_stale)  # a dead worker's trial is retried first
+                if liveness.judging():  # a dead worker's trial is retried first
+                    contact.retry(liveness.fail_stale)
                 # A trial nanonas fails itself (diverged, out of memory, interrupted) gets
                 # nanonas's one line; Optuna's warning and traceback about it are not shown.
                 with quiet_optuna_when(lambda: objective.handled):
@@ -230,13 +231,15 @@ def _gone(config: StudyConfig, objective: Objective, why: str, worker: int) -> N
         )
     else:
         left = "no trial of this process was running; rerun the same command to go on"
-    sys.stdout.flush()
-    print(
-        f"nanonas: error: {who}storage {mask(config.storage)}: {why}; {left}",
-        file=sys.stderr,
-        flush=True,
-    )
-    os._exit(StorageGone.EXIT_CODE)
+    try:
+        sys.stdout.flush()
+        print(
+            f"nanonas: error: {who}storage {mask(config.storage)}: {why}; {left}",
+            file=sys.stderr,
+            flush=True,
+        )
+    finally:  # even where no one reads stderr any more (a closed pipe): the process must end
+        os._exit(StorageGone.EXIT_CODE)
 
 
 def _run_workers(config: StudyConfig) -> optuna.Study:

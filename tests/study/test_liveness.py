@@ -141,3 +141,31 @@ def test_the_own_running_trial_is_never_judged(study):
     mine = _dead_trial(study, beat_ago=10)  # its beat is late, but it is this process's
     liveness = Liveness(study, contact, interval=0.5, current=lambda: mine)
     assert liveness.fail_stale() == []
+
+
+def test_an_outage_with_no_trial_running_still_ends_in_gone():
+    """The heartbeat thread keeps running through an outage; its checks must not count as the
+    storage answering, or the watchdog never ends a wait on a storage gone for good."""
+    import threading
+
+    from nanonas.storage.proxy import Proxy
+
+    url = server("postgresql")
+    with Proxy.for_url(url) as proxy:
+        storage = open_storage(proxy.url(url), reconnect_timeout=2)
+        study = optuna.create_study(storage=storage, study_name=f"liveness-{uuid.uuid4().hex}")
+        gone = threading.Event()
+        contact = Contact(storage, url=url, timeout=2, on_gone=lambda why: gone.set())
+        liveness = Liveness(study, contact, interval=0.3, current=lambda: None)
+        liveness.start()
+        try:
+            proxy.refuse()
+            waiter = threading.Thread(
+                target=lambda: contact.wait(lambda: study.user_attrs), daemon=True
+            )
+            waiter.start()
+            assert gone.wait(6), "the watchdog never gave up"
+        finally:
+            liveness.stop()
+            proxy.resume()
+            contact.close()
