@@ -99,6 +99,10 @@ class Contact:
         """A call failed with the fault `error` (began at `since`); returns its one-line reason."""
         why = reason(error, self.url)
         with self._lock:
+            if since is not None and since < self._last_ok:
+                # It began before the storage last answered: the end of an outage already
+                # over (a connect that timed out late), not a new one worth a line of its own.
+                return why
             if self._failing_since is None:
                 self._failing_since = time.monotonic() if since is None else since
                 self._why = why
