@@ -17,9 +17,11 @@ no more than its running trial:
   than `max_restarts` in all ends the run: WorkersGaveUp, one line, exit status 1.
 - SIGTERM or SIGINT to the supervisor is passed to every worker: each ends (or fails) its running
   trial cleanly and exits, and so does the supervisor (exit 143 or 130).
-- A worker that exits with an error stops the others: the error (bad data, say) would stop them
-  too. After a storage gone for good (exit 75) the others are given time to say which trial
-  each leaves RUNNING.
+- A worker that exits with an error stops the others: the error (bad data, a full disk) would
+  stop them too. The worker leaves its one line with the supervisor, which raises it as
+  WorkerFailed: the run ends in that one line even when the other workers hit the same error
+  before they stop. After a storage gone for good (exit 75) the others are given time to say
+  which trial each leaves RUNNING.
 """
 
 from __future__ import annotations
@@ -33,15 +35,37 @@ from typing import Any
 
 from nanonas.errors import NanonasError
 
-__all__ = ["Interrupted", "WorkersGaveUp", "stop_cleanly_on_signals", "supervise"]
+__all__ = [
+    "Interrupted",
+    "WorkerFailed",
+    "WorkersGaveUp",
+    "stop_cleanly_on_signals",
+    "supervise",
+]
 
 _GAVE_UP = -1  # internal: a worker died more often than it may be restarted
+_SAID = 1000  # bytes of a worker's one line that reach the supervisor
 
 
 class WorkersGaveUp(NanonasError):
     """A worker kept dying of signals: the run cannot reach its trial count (exit status 1)."""
 
     EXIT_CODE = 1
+
+
+class WorkerFailed(NanonasError):
+    """A worker ended with an error of its own (one line, handed to the supervisor); the run
+    exits with that worker's exit status."""
+
+    def __init__(self, message: str, *, exit_code: int) -> None:
+        super().__init__(message)
+        self.EXIT_CODE = exit_code
+
+
+def say(said: Any, message: str) -> None:
+    """Leave a worker's one line with the supervisor (instead of printing it): only the first
+    failing worker's line is shown, however many workers hit the same error."""
+    said.value = message.encode()[: _SAID - 1]
 
 
 # Exit codes of a worker that a SIGTERM or SIGINT of its own stopped cleanly: its handler failed
@@ -86,23 +110,28 @@ def supervise(
     max_restarts: int | None = None,
     patience: Mapping[int, float] | None = None,
 ) -> int:
-    """Run `target(*args, index, quota, done)` in one process per quota and wait for them all;
-    `done` is a shared counter the worker increments after each finished trial. Returns 0 when
-    every worker finished, 130/143 when stopped by SIGINT/SIGTERM, else the failing exit code;
-    raises WorkersGaveUp when workers died of signals more than `max_restarts` times.
+    """Run `target(*args, index, quota, done, said)` in one process per quota and wait for them
+    all; `done` is a shared counter the worker increments after each finished trial, `said` the
+    buffer where it leaves the line of an error that ends it (`say`). Returns 0 when every
+    worker finished, 130/143 when stopped by SIGINT/SIGTERM, else the failing exit code; raises
+    WorkerFailed when the first failing worker left a line, and WorkersGaveUp when workers died
+    of signals more than `max_restarts` times.
     After a worker exits with a code in `patience`, the others get that many seconds to end by
     themselves before they are killed; after any other failure they are stopped at once."""
     patience = patience or {}
     ctx = multiprocessing.get_context("spawn")
     max_restarts = len(quotas) * 3 if max_restarts is None else max_restarts
     done = [ctx.Value("i", 0) for _ in quotas]
+    said = [ctx.Array("c", _SAID) for _ in quotas]
     procs: dict[int, Any] = {}
     restart_at: dict[int, float] = {}
     stop = {"signal": 0}
 
     def start(i: int) -> None:
         p = ctx.Process(
-            target=target, args=(*args, i, quotas[i] - done[i].value, done[i]), daemon=False
+            target=target,
+            args=(*args, i, quotas[i] - done[i].value, done[i], said[i]),
+            daemon=False,
         )
         p.start()
         procs[i] = p
@@ -117,7 +146,7 @@ def supervise(
     try:
         for i in range(len(quotas)):
             start(i)
-        restarts, failure, gave_up = 0, 0, ""
+        restarts, failure, failed, gave_up = 0, 0, -1, ""
         kill_at: float | None = None
         while procs or restart_at:
             time.sleep(0.2)
@@ -152,7 +181,7 @@ def supervise(
                     for other in procs.values():
                         other.terminate()
                 elif not failure:
-                    failure = code
+                    failure, failed = code, i
                     if failure in patience:
                         kill_at = time.monotonic() + patience[failure]
                     else:
@@ -179,4 +208,17 @@ def supervise(
             f"{gave_up}; {finished} of {sum(quotas)} trials finished and the other workers were "
             "stopped; run the same command to go on"
         )
+    if failed >= 0 and said[failed].value:
+        raise WorkerFailed(_one_line(failed, [s.value.decode() for s in said]), exit_code=failure)
     return failure
+
+
+def _one_line(first: int, said: list[str]) -> str:
+    """The first failing worker's line, then what each other worker that hit the same error
+    says of its own trial, without repeating the error: one line names every trial concerned."""
+    line = f"worker {first}: {said[first]}"
+    error = said[first].split("; ", 1)[0] + "; "
+    for i, text in enumerate(said):
+        if i != first and text.startswith(error):
+            line += f"; worker {i}: {text.removeprefix(error)}"
+    return line

@@ -247,3 +247,20 @@ def test_a_worker_that_keeps_dying_ends_the_run_in_one_line_past_max_restarts():
     message = str(e.value)
     assert "\n" not in message and "died again (SIGTERM) after 2 restarts" in message
     assert "0 of 3 trials finished" in message and "run the same command" in message
+
+
+def test_workers_that_fail_alike_end_the_run_in_the_first_ones_line_and_its_exit_code():
+    from dying_worker import fail_with_a_line
+
+    from nanonas.workers import WorkerFailed, supervise
+
+    with pytest.raises(WorkerFailed) as e:
+        supervise(fail_with_a_line, (), [2, 2, 2], restart_delay=0)
+    message = str(e.value)
+    assert e.value.EXIT_CODE == 1 and "\n" not in message
+    # one line for the run: the first failing worker's error once, and every trial concerned
+    assert message.startswith("worker ") and message.count("disk full: /data/s.log") == 1
+    first = int(message.split()[1].rstrip(":"))
+    assert f"worker {first}: disk full: /data/s.log (0 B free); trial {first} is" in message
+    for i in range(3):
+        assert f"worker {i}: " in message and f"trial {i} is left RUNNING" in message

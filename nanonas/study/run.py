@@ -277,7 +277,7 @@ def _run_workers(config: StudyConfig) -> optuna.Study:
     return optuna.load_study(study_name=config.name, storage=open_storage(config.storage))
 
 
-def _worker(config: StudyConfig, index: int, quota: int, done: Any) -> None:
+def _worker(config: StudyConfig, index: int, quota: int, done: Any, said: Any) -> None:
     """One worker process: its share of the trials, on its device, with its share of the CPU."""
     workers.stop_cleanly_on_signals()
     if config.devices:
@@ -296,7 +296,7 @@ def _worker(config: StudyConfig, index: int, quota: int, done: Any) -> None:
         search = open_search(config, role=f"worker {index}")
         optimize(search, n_trials=quota, worker=index, on_trial=count)
     except NanonasError as e:
-        print(f"nanonas: error: worker {index}: {e}", file=sys.stderr)
-        sys.exit(2)
+        workers.say(said, str(e))  # the supervisor prints the first failing worker's line
+        sys.exit(getattr(e, "EXIT_CODE", 2))
     except workers.Interrupted as e:
         sys.exit(128 + e.signum)

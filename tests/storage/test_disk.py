@@ -158,3 +158,37 @@ def test_a_study_on_a_disk_that_is_already_full_is_one_line_and_exit_1(tmp_path,
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"nanonas: error: disk full: {db} (")
     assert line.endswith(" free); nothing was written")
+
+
+def test_a_journal_file_filling_up_under_workers_is_one_line_and_exit_1(tmp_path, small_disk):
+    # Both workers write to the one file: each may hit the full disk, yet the run says it once.
+    log = small_disk / "s.log"
+    env = os.environ | OFFLINE | {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "nanonas.study", *TINY, "--epochs", "3", "--val-fraction",
+           "0.5", "--n-trials", "4", "--workers", "2", "--storage", str(log),
+           "--study-name", "s"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert time.monotonic() < deadline and proc.poll() is None, "no trial started"
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                study = optuna.load_study(study_name="s", storage=open_storage(str(log)))
+                if any(records.arch(t) for t in study.get_trials(deepcopy=False)):
+                    break
+            time.sleep(0.2)
+        _fill(small_disk)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+    assert proc.returncode == 1, err
+    lines = [s for s in err.splitlines() if not s.startswith(("[I ", "trial "))]  # progress
+    assert len(lines) == 1, err
+    line = lines[0]
+    assert line.startswith("nanonas: error: worker ") and line.count(f"disk full: {log} (") == 1
+    # every trial the line names as left RUNNING is; the others are finished or failed
+    (small_disk / "filler").unlink()
+    trials = optuna.load_study(study_name="s", storage=open_storage(str(log))).trials
+    for t in trials:
+        assert (f"trial {t.number} is left RUNNING" in line) == (t.state == TrialState.RUNNING)
