@@ -21,8 +21,10 @@ Columns: trials asked; finished (COMPLETE or PRUNED); extra trials (created beyo
 not counting retries of failed trials); left RUNNING (RUNNING or WAITING at the end); exit code;
 lines of output (stderr, less Optuna's "A new study created" line; --no-progress); seconds (the
 whole run; for gone and frozen, from the fault to the exit). The study is read directly, not
-through the proxy. Targets: finished = asked, 0 extra, 0 left RUNNING, lines <= faults + 1; the
-gone rows end with one line per process (exit 75) within --reconnect-timeout + 10 s.
+through the proxy. Targets: finished = asked, 0 extra, 0 left RUNNING, lines <= faults x
+processes + 1 (each worker sees each fault and says so once; the one line more allows for a
+heartbeat judged late on a loaded machine); the gone rows end with one line per process (exit
+75) within --reconnect-timeout + 10 s.
 """
 
 from __future__ import annotations

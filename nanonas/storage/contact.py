@@ -197,6 +197,12 @@ class Contact:
             self._sockets.pop(id(cursor), None)
         if not isinstance(context.original_exception, Exception):
             return  # Ctrl-C or SIGTERM under a statement: not a fault, and it must go on up
+        if context.is_pre_ping:
+            # A pooled connection found dead before use (the server restarted, or closed it
+            # while idle) is replaced by the pool: no outage, unless the new connect fails too,
+            # which comes here again as a fault of its own. After an outage each dead pooled
+            # connection used to count as one more outage of 0 s, with a line of its own.
+            return
         if context.is_disconnect or isinstance(
             context.sqlalchemy_exception, sqlalchemy.exc.OperationalError
         ):
@@ -204,7 +210,7 @@ class Contact:
         # A dead connection under a statement: raised as nanonas's own error (SQLAlchemy chains
         # it and still invalidates the connection), so Optuna re-runs nothing; see ConnectionLost.
         # The pool's pre-ping must see SQLAlchemy's error to replace the connection.
-        if context.is_disconnect and not context.is_pre_ping:
+        if context.is_disconnect:
             raise ConnectionLost(reason(context.original_exception, self.url))
 
     def _not_dead_reset(self, record: logging.LogRecord) -> bool:

@@ -116,7 +116,13 @@ class Liveness:
         return done
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        # A beat every `interval` from the start of the last one, not `interval` after its end:
+        # the beat's write and the check that follows it take time (on a loaded machine, most
+        # of a second), and beats spaced by interval + that would look stale to another worker
+        # within the grace period of two intervals.
+        began = time.monotonic()
+        while not self._stop.wait(max(0.0, began + self.interval - time.monotonic())):
+            began = time.monotonic()
             try:
                 self.beat()
                 # Only a call that reaches the storage may count as its answer: a fail_stale

@@ -209,3 +209,27 @@ def test_ctrl_c_under_a_statement_stays_ctrl_c(tmp_path):
     finally:
         sqlalchemy.event.remove(storage.engine, "do_execute", interrupt)
         contact.close()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_idle_connections_the_server_closed_are_replaced_with_no_outage(kind):
+    # Several pooled connections, all closed while idle (a server restart, an idle timeout):
+    # the pool's pre-ping finds each dead and replaces it. That is no outage: before, each one
+    # opened an outage of 0 s with a warning line of its own.
+    url = server(kind)
+    with Proxy.for_url(url) as proxy:
+        storage = open_storage(proxy.url(url), reconnect_timeout=TIMEOUT)
+        study = optuna.create_study(storage=storage, study_name=f"contact-{uuid.uuid4().hex}")
+        contact = Contact(storage, url=url, timeout=TIMEOUT, on_gone=Gone())
+        try:
+            held = [storage.engine.connect() for _ in range(3)]  # three in the pool
+            for c in held:
+                c.close()
+            assert proxy.drop() >= 3
+            for _ in range(4):
+                with contact.attempt():
+                    study.get_trials()
+            assert contact.outage() is None
+            assert contact.calm_for() == float("inf")
+        finally:
+            contact.close()

@@ -102,6 +102,32 @@ def test_a_trial_that_never_beat_is_judged_from_its_start(study):
     assert [number for number, _ in liveness.fail_stale()] == [dead.number]
 
 
+def test_beats_keep_their_interval_when_each_beat_takes_time(tmp_path):
+    # On a loaded machine a beat's write and the check after it take most of a second; beats
+    # spaced by interval + that time looked stale to other workers within two intervals.
+    url = str(tmp_path / "study.log")
+    storage = open_storage(url)
+    contact = Contact(storage, url=url, timeout=30, on_gone=pytest.fail)
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    beats: list[float] = []
+
+    def slow_current() -> optuna.Trial:
+        beats.append(time.monotonic())
+        time.sleep(0.4)  # the beat's own work, as on a loaded machine
+        return trial
+
+    liveness = Liveness(study, contact, interval=0.5, current=slow_current)
+    liveness.start()
+    try:
+        time.sleep(2.9)
+    finally:
+        liveness.stop()
+        contact.close()
+    gaps = [b - a for a, b in zip(beats, beats[1:], strict=False)]
+    assert len(beats) >= 5 and max(gaps) < 0.75, gaps  # not 0.5 + 0.4 apart
+
+
 def test_nobody_is_judged_while_this_process_itself_just_lost_the_storage(study):
     study, contact = study
     dead = _dead_trial(study, beat_ago=10)
