@@ -207,10 +207,15 @@ class Proxy:
         self.drop()
         self._flowing.set()  # wake frozen pumps so they see their connection is dead
         deadline = time.monotonic() + 2
-        with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        # Join until none is left: a connection's first thread may spawn its second pump
+        # after a first look at the list (that pump sees its connection dead and ends at once).
+        while time.monotonic() < deadline:
+            with self._lock:
+                threads = [t for t in self._threads if t.is_alive()]
+            if not threads:
+                return
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> Proxy:
         return self
@@ -257,10 +262,12 @@ class Proxy:
 
     def _spawn(self, target, *args) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, daemon=True, name="nanonas-proxy")
+        # Started under the lock: a thread listed but not yet started is not alive, and another
+        # spawn's pruning would drop it from the list close() joins.
         with self._lock:
             self._threads = [t for t in self._threads if t.is_alive()]
             self._threads.append(thread)
-        thread.start()
+            thread.start()
         return thread
 
     def _watch_request(self, connection: _Connection, data: bytes) -> None:
