@@ -85,10 +85,10 @@ class ExportedNet(nn.Module):
             return torch.cat(parts), False
         if not isinstance(images, (torch.Tensor, np.ndarray)):  # a PIL image
             mode = "L" if channels == 1 else "RGB"
-            images = np.asarray(images.convert(mode))
+            images = np.array(images.convert(mode))  # a copy: PIL's buffer is read-only
             if images.ndim == 2:
                 images = images[:, :, None]
-        x = torch.as_tensor(images)
+        x = images if isinstance(images, torch.Tensor) else torch.tensor(images)
         if x.is_floating_point():
             x = x * 255
         single = x.dim() == 3

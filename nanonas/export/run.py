@@ -123,8 +123,9 @@ def export(
     finally:
         bar.close()
     loader = DeviceLoader(test_set, batch_size=1024, device=history.device)
-    test_acc = evaluate(history.model, loader)
-    test_acc_flip = evaluate(history.model, loader, flip=True)
+    # In fp32, as the exported files compute: the score is the shipped model's.
+    test_acc = evaluate(history.model, loader, precision="fp32")
+    test_acc_flip = evaluate(history.model, loader, precision="fp32", flip=True)
 
     # Trained channels_last maybe; saved in the plain layout every runtime reads.
     net = history.model.float().cpu().to(memory_format=torch.contiguous_format).eval()
