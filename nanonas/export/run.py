@@ -38,7 +38,7 @@ from nanonas.model import count_flops, count_params
 from nanonas.storage import mask
 from nanonas.train import TrainConfig, evaluate, train
 
-__all__ = ["DEFAULT_EPOCHS", "default_folder", "export"]
+__all__ = ["DEFAULT_EPOCHS", "check_folder", "default_folder", "export", "free_folder"]
 
 DEFAULT_EPOCHS = 30  # the original nanoNAS trained its final networks for 30 epochs
 _TEST_SPLITS = {
@@ -64,6 +64,15 @@ def default_folder(study_name: str, trial: int) -> Path:
     return Path(f"export-{study_name}-trial-{trial}")
 
 
+def free_folder(folder: Path) -> Path:
+    """`folder`, or the first of folder-2, folder-3, ... that does not exist yet."""
+    candidate, n = folder, 1
+    while candidate.exists():
+        n += 1
+        candidate = folder.with_name(f"{folder.name}-{n}")
+    return candidate
+
+
 def export(
     *,
     storage: str = "sqlite:///nanonas.db",
@@ -85,11 +94,11 @@ def export(
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
     if out is not None:
-        _check_folder(Path(out), force=force)  # before opening anything
+        check_folder(Path(out), force=force)  # before opening anything
     study = open_study(storage, study_name)
     chosen = pick_trial(study, number=trial, max_params=max_params, max_flops=max_flops)
     folder = Path(out) if out is not None else default_folder(study.study_name, chosen.number)
-    _check_folder(folder, force=force)
+    check_folder(folder, force=force)
 
     attrs = study.user_attrs
     recipe = records.recipe(attrs)
@@ -206,7 +215,7 @@ def export(
     return folder
 
 
-def _check_folder(folder: Path, *, force: bool) -> None:
+def check_folder(folder: Path, *, force: bool) -> None:
     """Refuse an existing folder (unless `force`) and a folder that cannot be written, without
     writing anything that stays."""
     if folder.exists() and not force:
