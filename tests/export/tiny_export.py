@@ -1,5 +1,5 @@
-"""Studies to export from, made by the real nanonas.study.run on tiny synthetic data, and one
-export of each kind made once per session (retraining is the slow part)."""
+"""Studies to export from, made by the real nanonas.study.run on tiny synthetic data, and an
+export of the best trial; tests/conftest.py serves them as session fixtures."""
 
 from __future__ import annotations
 
@@ -54,11 +54,9 @@ def add_dead_trials(study: optuna.Study) -> dict[str, int]:
     return made
 
 
-@pytest.fixture(scope="session")
-def single(tmp_path_factory):
+def make_single(folder):
     """A single-objective study with 2 trained trials and a pruned, a failed and an
     over-budget one; `loads` is every data.load call the study made."""
-    folder = tmp_path_factory.mktemp("single")
     loads: list[dict] = []
     real = data.load
 
@@ -81,18 +79,14 @@ def single(tmp_path_factory):
     }
 
 
-@pytest.fixture(scope="session")
-def pareto(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pareto")
+def make_pareto(folder):
     config = tiny_config(folder, objectives=("accuracy", "params"), study_name="pareto", n_trials=3)
     study = run(config)
     return {"storage": config.storage, "name": config.name, "study": study, "folder": folder}
 
 
-@pytest.fixture(scope="session")
-def exported(single, tmp_path_factory):
+def make_export(single, out):
     """The single study's best trial, exported once (1 epoch), and the load_model of it."""
-    out = tmp_path_factory.mktemp("exports") / "best"
     folder = export.export(
         storage=single["storage"],
         study_name=single["name"],

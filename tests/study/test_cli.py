@@ -152,7 +152,11 @@ def _readme_flag_rows() -> dict[str, tuple[str, list[str]]]:
     """The README's flag table: first flag of a row -> (default, choices in backticks)."""
     rows: dict[str, tuple[str, list[str]]] = {}
     flags_seen: list[str] = []
-    for line in (ROOT / "README.md").read_text().splitlines():
+    # The table under "Every flag (`python -m nanonas.study --help` ...": other tables (the
+    # export's) list other flags.
+    text = (ROOT / "README.md").read_text()
+    table = text.split("Every flag (`python -m nanonas.study --help`", 1)[1].split("\n\n")[1]
+    for line in table.splitlines():
         if not line.startswith("| `--"):
             continue
         flag_cell, default, what = (c.strip() for c in line.strip("|").split("|"))
