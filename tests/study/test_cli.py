@@ -37,6 +37,11 @@ def test_cli_runs_a_real_study_into_sqlite(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "best trial:" in done.stdout and "architecture" in done.stdout
+    # what to do next: the dashboard on this storage, the export of the best trial
+    assert "\n  optuna-dashboard sqlite:///s.db    #" in done.stdout
+    assert (
+        "python -m nanonas.export --storage sqlite:///s.db --study-name cli --trial " in done.stdout
+    )
 
     study = optuna.load_study(study_name="cli", storage=f"sqlite:///{tmp_path / 's.db'}")
     assert len(study.trials) == 3
