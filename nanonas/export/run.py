@@ -36,7 +36,7 @@ from nanonas.export.load import FORMAT
 from nanonas.export.pick import open_study, pick_trial
 from nanonas.model import count_flops, count_params
 from nanonas.storage import mask
-from nanonas.train import TrainConfig, evaluate, train
+from nanonas.train import TrainConfig, evaluate, resolve_device, train
 
 __all__ = ["DEFAULT_EPOCHS", "check_folder", "default_folder", "export", "free_folder"]
 
@@ -93,6 +93,7 @@ def export(
     trial's. Raises ConfigError or DataError, one line, before anything is written."""
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
+    resolve_device(device)  # an unusable device is refused before anything
     if out is not None:
         check_folder(Path(out), force=force)  # before opening anything
     study = open_study(storage, study_name)
@@ -111,6 +112,11 @@ def export(
     data_dir = Path(data_dir if data_dir is not None else made_by.get("data_dir", "data"))
     test_set = data.load(recipe["dataset"], data_dir=data_dir, train=False)  # refused: no split
     full = data.load(recipe["dataset"], data_dir=data_dir)
+    if recipe.get("images") not in (None, len(full)):
+        raise ConfigError(
+            f"{recipe['dataset']} in {data_dir} has {len(full):,} training images, the study's "
+            f"had {recipe['images']:,}; pass the --data-dir the study searched on"
+        )
     test_set = test_set.normalized_as(full)  # as the network's training images are
     trial_seed = records.read(chosen).seed
     seed = seed if seed is not None else trial_seed if trial_seed is not None else chosen.number

@@ -163,6 +163,14 @@ def test_a_dataset_without_a_test_split_is_refused_before_training(capsys, tmp_p
     out = tmp_path / "out"
     line = _refused(capsys, ["--study-name", "folder"], single, out)
     assert "imagefolder has no test split: neither" in line and not out.exists()
+    # with a test split, but other training images than the study searched on
+    for c in ("c0", "c1"):
+        (root / "test" / c).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (1, 2, 3)).save(root / "test" / c / "0.png")
+    Image.new("RGB", (8, 8), (3, 2, 1)).save(root / "train" / "c0" / "new.png")
+    line = _refused(capsys, ["--study-name", "folder"], single, out)
+    assert "has 25 training images, the study's had 24; pass the --data-dir" in line
+    assert not out.exists()
 
 
 def test_the_cli_exits_2_in_a_real_process(single, tmp_path):
