@@ -141,7 +141,7 @@ def test_each_export_is_an_entry_of_its_own_oldest_first():
             when=when,
             trial=3,
             test_acc=acc,
-            test_acc_flip=acc + 0.01,
+            test_acc_flip=acc + 0.25,
             epochs=30,
             folder="/m",
         )
@@ -150,7 +150,7 @@ def test_each_export_is_an_entry_of_its_own_oldest_first():
     assert entries[0] == {
         "trial": 3,
         "test_acc": 0.4,
-        "test_acc_flip": 0.41,
+        "test_acc_flip": 0.65,
         "epochs": 30,
         "folder": "/m",
         "time": "2026-01-01T00:00:00.000001Z",
