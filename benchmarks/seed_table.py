@@ -246,7 +246,7 @@ def report(args, device, rows, full, test, test_note, seconds) -> None:
         "",
         f"`python {' '.join(sys.argv)}`",
         "",
-        f"- machine: {machine}, no other GPU; load average before the report {load} "
+        f"- machine: {machine}; load average before the report {load} "
         f"(1, 5, 15 min); {seconds / 60:.1f} min in all; torch {torch.__version__}",
         f"- data: {len(full):,} training images ({full.image_size}x{full.image_size}); "
         f"test split: {test_note}",
