@@ -194,3 +194,18 @@ def test_the_cli_exits_2_in_a_real_process(single, tmp_path):
     )
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        ([], "is a Pareto study: pass --trial N, or --max-params / --max-flops"),
+        (["--max-params", "10"], "no member of the Pareto set of study 'pareto' is within"),
+    ],
+)
+def test_a_pareto_study_without_a_budget_or_with_one_none_meets_writes_nothing(
+    capsys, pareto, tmp_path, argv, expected
+):
+    out = tmp_path / "out"
+    line = _refused(capsys, ["--study-name", "pareto", *argv], pareto, out)
+    assert expected in line and not out.exists()
