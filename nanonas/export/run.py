@@ -253,7 +253,12 @@ def _write_atomically(folder: Path, *, force: bool, fill: Any) -> None:
         if folder.exists() and force:
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
             folder.rename(old / "replaced")
-            tmp.rename(folder)
+            try:
+                tmp.rename(folder)
+            except BaseException:
+                (old / "replaced").rename(folder)  # the replaced export comes back
+                old.rmdir()
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(folder)
