@@ -2,10 +2,12 @@
 
     import nanonas
     model = nanonas.nano_nas("evolution", population_size=10, generations=5, dataset="synthetic")
-    model.study.best_trials, model.arch
+    model.test_acc, model.card, model.predict(images)   # retrained, tested once, exported
+    model = nanonas.load_model("nanonas-export-...")      # the folder it printed
 
 The pieces compose without Optuna too: `Architecture.parse(...)` -> `NanoNet(arch)` ->
-`train(arch, TrainConfig(), train_set=..., val_set=...)`. The CLI is `python -m nanonas.study`.
+`train(arch, TrainConfig(), train_set=..., val_set=...)`. The CLIs are `python -m nanonas.study`
+and `python -m nanonas.export`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DivergedError",
+    "ExportedNet",
     "History",
     "ImageData",
     "NanoNet",
@@ -36,6 +39,7 @@ __all__ = [
     "count_flops",
     "count_params",
     "load",
+    "load_model",
     "nano_nas",
     "run",
     "sample",
@@ -44,6 +48,7 @@ __all__ = [
 ]
 
 _FROM_STUDY = ("StudyConfig", "nano_nas", "run")
+_FROM_EXPORT = ("ExportedNet", "load_model")
 
 
 def __getattr__(name: str) -> Any:
@@ -53,4 +58,8 @@ def __getattr__(name: str) -> Any:
         from nanonas import study
 
         return getattr(study, name)
+    if name in _FROM_EXPORT:
+        from nanonas import export
+
+        return getattr(export, name)
     raise AttributeError(f"module 'nanonas' has no attribute {name!r}")

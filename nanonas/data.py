@@ -6,7 +6,8 @@ training device and crops, flips, normalizes (and cuts out) each batch there, so
 per-image Python work and no host-to-device copy per step.
 
     cifar10, cifar100   torchvision, downloaded into --data-dir on first use
-    imagefolder         any --data-dir/train/<class>/*.{jpg,png} tree (test/ beside it if present),
+    imagefolder         any --data-dir/train/<class>/*.{jpg,png} tree (test/ or val/ beside it
+                        is its test split),
                         decoded once and cached as uint8 tensors
     synthetic           a seeded, learnable stand-in for tests and offline demos
 
@@ -78,6 +79,11 @@ class ImageData:
         """The images at `index`, normalized as the whole set is (stats are not recomputed)."""
         return dataclasses.replace(self, images=self.images[index], labels=self.labels[index])
 
+    def normalized_as(self, other: ImageData) -> ImageData:
+        """These images, normalized with `other`'s statistics: a validation or test set is
+        normalized as the set the network trained on, never with statistics of its own."""
+        return dataclasses.replace(self, mean=other.mean, std=other.std)
+
     def to(self, device: torch.device | str) -> ImageData:
         return dataclasses.replace(
             self, images=self.images.to(device), labels=self.labels.to(device)
@@ -124,7 +130,16 @@ def _download(name: str, cls: type, data_dir: Path, train: bool, url: str) -> ob
 
 
 def _imagefolder(data_dir: Path, train: bool) -> ImageData:
-    root = data_dir / ("train" if train else "test")
+    root = data_dir / "train"
+    if not train:
+        # torchvision's ImageNet layout names its held-out split val/; others name it test/.
+        found = [data_dir / n for n in ("test", "val") if (data_dir / n).is_dir()]
+        if not found:
+            raise DataError(
+                f"imagefolder has no test split: neither {data_dir / 'test'} nor "
+                f"{data_dir / 'val'} exists (put held-out images there, one folder per class)"
+            )
+        root = found[0]
     if not root.is_dir():
         raise DataError(
             f"imagefolder needs {root}/<class>/<image files>; {root} does not exist "
@@ -248,14 +263,18 @@ def load(name: str, *, data_dir: str | Path = "data", train: bool = True) -> Ima
 def split(
     data: ImageData, *, val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[ImageData, ImageData]:
-    """A seeded random train/validation split of a training set."""
+    """A seeded random train/validation split of a training set. Both parts are normalized
+    with the statistics of the training part alone: the validation images, which score the
+    trials, must not shape the inputs the network trains on."""
     if not 0 < val_fraction < 1:
         raise ConfigError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     n_val = max(1, round(len(data) * val_fraction))
     if n_val >= len(data):
         raise ConfigError(f"{len(data)} images are too few for a validation split")
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    return data.subset(perm[n_val:]), data.subset(perm[:n_val])
+    kept = data.subset(perm[n_val:])
+    train = ImageData.create(kept.images, kept.labels, kept.classes)
+    return train, data.subset(perm[:n_val]).normalized_as(train)
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -27,7 +27,10 @@ Study user attributes: `recipe` (what makes trials comparable, fixed at creation
 nanonas.study.recipe), `config` (the creating run's settings), `space`, `data` and `versions`,
 all written once when the study is created; and one `run:<start>:<host>:<pid>` entry per process
 that joined the study, each under its own key so that processes on several machines never
-overwrite each other.
+overwrite each other; and one `export:<time>` entry per export of a trial (`python -m
+nanonas.export`): trial number, test accuracy with and without flips, epochs, folder, time.
+Optuna refuses to change a finished trial, and the trial's values are the search's
+measurement, so the test score is kept beside it, in the study, never in the trial.
 
     records.write_curve(trial, [0.41, 0.52])       # in the objective
     records.curve(frozen_trial)                     # -> [0.41, 0.52]; [] when never trained
@@ -52,11 +55,13 @@ __all__ = [
     "STUDY_KEYS",
     "TRIAL_KEYS",
     "TrialRecord",
+    "add_export",
     "add_run",
     "alive",
     "architecture",
     "arch",
     "curve",
+    "exports",
     "last_acc",
     "read",
     "reasons",
@@ -106,6 +111,7 @@ STUDY_KEYS: dict[str, type] = {
     "versions": dict,
 }
 _RUN_PREFIX = "run:"  # + <start>:<host>:<pid>, one key per process
+_EXPORT_PREFIX = "export:"  # + <time>, one key per export
 
 # objective name -> Optuna direction. Accuracy comes first, then any size objectives, which are
 # also trial attributes (SIZE_KEYS).
@@ -342,3 +348,33 @@ def add_run(study: optuna.Study, *, started: str, host: str, pid: int, entry: di
 def runs(attrs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Every run entry in a study's user attributes, oldest first."""
     return {k: attrs[k] for k in sorted(attrs) if k.startswith(_RUN_PREFIX)}
+
+
+def add_export(
+    study: optuna.Study,
+    *,
+    when: str,
+    trial: int,
+    test_acc: float,
+    test_acc_flip: float,
+    epochs: int,
+    folder: str,
+) -> str:
+    """Record that trial `trial` was retrained, tested and exported into `folder`; return the
+    key. `when` is the export's UTC time in ISO form (microseconds: two exports never collide)."""
+    key = f"{_EXPORT_PREFIX}{when}"
+    entry = {
+        "trial": int(trial),
+        "test_acc": float(test_acc),
+        "test_acc_flip": float(test_acc_flip),
+        "epochs": int(epochs),
+        "folder": str(folder),
+        "time": when,
+    }
+    study.set_user_attr(key, entry)
+    return key
+
+
+def exports(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every export entry in a study's user attributes, oldest first."""
+    return [attrs[k] for k in sorted(attrs) if k.startswith(_EXPORT_PREFIX)]

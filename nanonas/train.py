@@ -169,8 +169,12 @@ class _Compiled:
     """
 
     def __init__(self, model: NanoNet, *, enabled: bool) -> None:
-        blocks = [b for b in (*model.stage1, *model.stage2) if b.op_name not in ("zero", "skip")]
-        pieces = (model.stem, *blocks, model.reduction, model.head) if enabled else ()
+        pieces: tuple[nn.Module, ...] = ()
+        if enabled:
+            blocks = [
+                b for b in (*model.stage1, *model.stage2) if b.op_name not in ("zero", "skip")
+            ]
+            pieces = (model.stem, *blocks, model.reduction, model.head)
         self._forwards = {
             piece: torch.compile(piece.forward, dynamic=False, backend=_COMPILE_BACKEND)
             for piece in pieces
@@ -213,27 +217,41 @@ class _Compiled:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DeviceLoader, *, precision: str = "auto") -> float:
-    """Top-1 accuracy of `model` over `loader`, with one device sync at the end."""
+def evaluate(
+    model: nn.Module, loader: DeviceLoader, *, precision: str = "auto", flip: bool = False
+) -> float:
+    """Top-1 accuracy of `model` over `loader`, with one device sync at the end. With `flip`,
+    test-time augmentation: each image's logits are summed with its mirror image's."""
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=loader.device)
     with _autocast(loader.device, precision):
         for x, y in loader:
-            correct += (model(x).argmax(dim=1) == y).sum()
+            logits = model(x)
+            if flip:
+                logits = logits + model(x.flip(3))
+            correct += (logits.argmax(dim=1) == y).sum()
     return correct.item() / len(loader.data)
 
 
 def train(
-    arch: Architecture,
+    arch: Architecture | None,
     config: TrainConfig,
     *,
     train_set: ImageData,
-    val_set: ImageData,
+    val_set: ImageData | None,
     on_epoch: Callable[[int, float], None] | None = None,
+    model: nn.Module | None = None,
 ) -> History:
     """Train a new NanoNet for `arch` on `train_set`; after every epoch measure it on `val_set`
     and call `on_epoch(epoch, val_acc)` (epochs count from 1), which may raise to stop training
-    (for example optuna.TrialPruned). Raises DivergedError when the loss stops being finite."""
+    (for example optuna.TrialPruned). Raises DivergedError when the loss stops being finite.
+
+    `val_set=None` trains on everything there is (the final retraining before the one test):
+    no accuracy is measured, `History.val_acc` stays empty and `on_epoch` gets NaN for it.
+    `model` trains that network (freshly made; `arch` may then be None) in place of a new
+    NanoNet, for a baseline trained exactly as the NanoNets are; `compile` must be off."""
+    if model is not None and config.compile:
+        raise ConfigError("compile works on NanoNets only; train another model with it off")
     start = time.perf_counter()
     device = resolve_device(config.device)
     channels_last = _channels_last(device, config.layout)
@@ -247,10 +265,13 @@ def train(
         seed=config.seed,
         **common,
     )
-    val_loader = DeviceLoader(val_set, batch_size=1024, **common)
+    val_loader = None if val_set is None else DeviceLoader(val_set, batch_size=1024, **common)
 
     torch.manual_seed(config.seed)
-    model = NanoNet(arch, num_classes=train_set.num_classes, in_channels=train_set.images.shape[1])
+    if model is None:
+        model = NanoNet(
+            arch, num_classes=train_set.num_classes, in_channels=train_set.images.shape[1]
+        )
     model = model.to(device, memory_format=torch.channels_last if channels_last else None)
     optimizer = _optimizer(model, config, device)
     total = config.epochs * len(train_loader)
@@ -277,11 +298,13 @@ def train(
             mean_loss = loss_sum.item() / len(train_loader)
             if not math.isfinite(mean_loss):
                 raise DivergedError(
-                    f"training loss became {mean_loss} in epoch {epoch} (lr {config.lr}, {arch})"
+                    f"training loss became {mean_loss} in epoch {epoch} (lr {config.lr}, "
+                    f"{arch or type(model).__name__})"
                 )
             train_loss.append(mean_loss)
-            with compiled.eager():
-                val_acc.append(evaluate(model, val_loader, precision=config.precision))
+            if val_loader is not None:
+                with compiled.eager():
+                    val_acc.append(evaluate(model, val_loader, precision=config.precision))
             if on_epoch is not None:
-                on_epoch(epoch, val_acc[-1])
+                on_epoch(epoch, val_acc[-1] if val_loader is not None else math.nan)
     return History(val_acc, train_loss, time.perf_counter() - start, str(device), model)

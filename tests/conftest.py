@@ -85,3 +85,28 @@ def server(kind: str) -> str:
             pytest.fail(f"{reason}; CI=true, so tests that need it must not skip")
         pytest.skip(reason)
     return SERVERS[kind]
+
+
+# Studies and an export for tests/export, made once per session: training is the slow part.
+# (Here, since a second conftest module would shadow this one's name; see tests/export.)
+
+
+@pytest.fixture(scope="session")
+def single(tmp_path_factory):
+    from tiny_export import make_single
+
+    return make_single(tmp_path_factory.mktemp("single"))
+
+
+@pytest.fixture(scope="session")
+def pareto(tmp_path_factory):
+    from tiny_export import make_pareto
+
+    return make_pareto(tmp_path_factory.mktemp("pareto"))
+
+
+@pytest.fixture(scope="session")
+def exported(single, tmp_path_factory):
+    from tiny_export import make_export
+
+    return make_export(single, tmp_path_factory.mktemp("exports") / "best")

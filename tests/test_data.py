@@ -32,7 +32,8 @@ def test_split_is_seeded_disjoint_and_ten_percent():
     # no validation image is a training image: compare whole images as rows
     rows = {bytes(img.numpy()) for img in train.images}
     assert not any(bytes(img.numpy()) in rows for img in val.images)
-    assert train.mean == full.mean  # normalized as the whole training set
+    # normalized with the training part's statistics, never the validation images'
+    assert train.mean != full.mean and val.mean == train.mean
 
 
 @pytest.mark.parametrize("fraction", [0, 1, 1.5, -0.1])
@@ -299,3 +300,30 @@ def test_channels_last_changes_the_layout_not_the_values(synthetic):
     for (a, ya), (b, yb) in zip(batches(False), batches(True), strict=True):
         assert torch.equal(a, b) and torch.equal(ya, yb)
         assert b.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_split_normalizes_with_the_training_part_alone():
+    # A validation part brighter than the rest: statistics over all images would move.
+    full = data.load("synthetic")
+    images = full.images.clone()
+    perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))
+    n_val = round(len(full) * 0.1)
+    images[perm[:n_val]] = 255
+    images_data = data.ImageData.create(images, full.labels, full.classes)
+    train, val = data.split(images_data, val_fraction=0.1, seed=0)
+    assert bool((val.images == 255).all()) and not bool((train.images == 255).all())
+    expected = data.ImageData.create(train.images, train.labels, train.classes)
+    assert train.mean == expected.mean and train.std == expected.std
+    assert val.mean == train.mean and val.std == train.std
+    assert train.mean != images_data.mean  # the validation images are not in them
+
+
+def test_imagefolder_test_split_is_test_or_val_and_its_absence_is_one_line(tmp_path):
+    for split_name in ("train", "val"):
+        for c in ("a", "b"):
+            (tmp_path / split_name / c).mkdir(parents=True)
+            Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / split_name / c / "0.png")
+    assert len(data.load("imagefolder", data_dir=tmp_path, train=False)) == 2
+    (tmp_path / "val").rename(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match="imagefolder has no test split: neither .*test nor .*val"):
+        data.load("imagefolder", data_dir=tmp_path, train=False)

@@ -131,3 +131,28 @@ def test_values_are_accuracy_then_the_size_objectives():
     sizes = {"params": 10, "flops": 20}
     assert records.values(0.5, sizes, ("accuracy",)) == 0.5
     assert records.values(0.5, sizes, ("accuracy", "flops", "params")) == (0.5, 20.0, 10.0)
+
+
+def test_each_export_is_an_entry_of_its_own_oldest_first():
+    study = optuna.create_study()
+    for when, acc in (("2026-01-02T00:00:00.000001Z", 0.5), ("2026-01-01T00:00:00.000001Z", 0.4)):
+        records.add_export(
+            study,
+            when=when,
+            trial=3,
+            test_acc=acc,
+            test_acc_flip=acc + 0.25,
+            epochs=30,
+            folder="/m",
+        )
+    entries = records.exports(study.user_attrs)
+    assert [e["test_acc"] for e in entries] == [0.4, 0.5]
+    assert entries[0] == {
+        "trial": 3,
+        "test_acc": 0.4,
+        "test_acc_flip": 0.65,
+        "epochs": 30,
+        "folder": "/m",
+        "time": "2026-01-01T00:00:00.000001Z",
+    }
+    assert records.exports({"run:x": {}}) == []

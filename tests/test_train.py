@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import sys
 
 import pytest
@@ -224,3 +225,19 @@ def test_cuda_compiles_once_for_architectures_that_share_ops(synthetic):
     second = train(SHUFFLED, config, train_set=train_set, val_set=val_set)
     assert _graphs() == before
     assert first.val_acc[-1] > 0.4 and second.val_acc[-1] > 0.4, (first.val_acc, second.val_acc)
+
+
+def test_train_without_a_validation_set_measures_nothing_and_still_calls_on_epoch():
+    from nanonas.data import load
+
+    arch = Architecture.parse("w8:conv3x3,skip,zero,zero/conv3x3,skip,zero,zero")
+    seen = []
+    history = train(
+        arch,
+        TrainConfig(epochs=2, batch_size=128, device="cpu"),
+        train_set=load("synthetic"),
+        val_set=None,
+        on_epoch=lambda epoch, acc: seen.append((epoch, acc)),
+    )
+    assert history.val_acc == [] and len(history.train_loss) == 2
+    assert [e for e, _ in seen] == [1, 2] and all(math.isnan(a) for _, a in seen)

@@ -17,7 +17,7 @@ from nanonas.study.api import nano_nas
 from nanonas.study.cli import config_from_args, main
 from nanonas.study.config import StudyConfig, preset, presets
 from nanonas.study.run import open_search, optimize, run
-from nanonas.study.summary import best_trials, format_table, summary
+from nanonas.study.summary import best_trials, format_table, next_steps, summary
 
 __all__ = [
     "StudyConfig",
@@ -26,6 +26,7 @@ __all__ = [
     "format_table",
     "main",
     "nano_nas",
+    "next_steps",
     "open_search",
     "optimize",
     "preset",

@@ -36,7 +36,7 @@ from nanonas.study.config import (
     shown_default,
 )
 from nanonas.study.run import run
-from nanonas.study.summary import summary
+from nanonas.study.summary import next_steps, summary
 
 __all__ = ["config_from_args", "flags", "main", "parser"]
 
@@ -126,4 +126,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 128 + signum
     print(summary(study))
+    print(next_steps(study, config.storage))
     return 0

@@ -1,6 +1,7 @@
 """What a study found: its best trial, or its Pareto set, and the table printed at the end of a run.
 
     print(summary(study))          # the end-of-run report of `python -m nanonas.study`
+    print(next_steps(study, url))  # the optuna-dashboard and nanonas.export commands to run next
     best_trials(study)             # [the best trial], or the Pareto set of a multi-objective study
 
 Only trained, within-budget trials count: an over-budget trial's accuracy 0 is no result, and a
@@ -9,13 +10,15 @@ duplicate that reused another trial's result is left out, since its original is 
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 
 import optuna
 
 from nanonas import pareto, records
+from nanonas.storage import check_url, mask
 
-__all__ = ["best_trials", "format_table", "summary"]
+__all__ = ["best_trials", "format_table", "next_steps", "summary"]
 
 
 def best_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -82,3 +85,25 @@ def summary(study: optuna.Study) -> str:
         return f"{head}\nno trained trial within budget has completed yet"
     title = "best trial" if len(study.directions) == 1 else "Pareto set"
     return f"{head}\n{title}:\n{format_table(best)}"
+
+
+def next_steps(study: optuna.Study, storage: str) -> str:
+    """The commands to run next: the dashboard on this storage and the export of the best trial
+    (of a Pareto set, the most accurate; a budget picks another, see nanonas.export).
+
+    The URL is the one nanonas opened, with its driver written out (postgresql+psycopg2://...):
+    optuna-dashboard does not rewrite URLs, and a bare postgresql:// there would ask for
+    psycopg 3, which nanonas does not install. A password is shown as ***: type it in.
+    """
+    url = mask(check_url(storage))
+    shown = shlex.quote(url)
+    lines = ["next:", f"  optuna-dashboard {shown}    # browse the trials, curves, Pareto front"]
+    best = best_trials(study)
+    if best:
+        top = max(best, key=lambda t: t.values[0])
+        lines.append(
+            f"  python -m nanonas.export --storage {shown} --study-name "
+            f"{shlex.quote(study.study_name)} --trial "
+            f"{top.number}    # retrain it, test it once, save it"
+        )
+    return "\n".join(lines)

@@ -37,6 +37,11 @@ def test_cli_runs_a_real_study_into_sqlite(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "best trial:" in done.stdout and "architecture" in done.stdout
+    # what to do next: the dashboard on this storage, the export of the best trial
+    assert "\n  optuna-dashboard sqlite:///s.db    #" in done.stdout
+    assert (
+        "python -m nanonas.export --storage sqlite:///s.db --study-name cli --trial " in done.stdout
+    )
 
     study = optuna.load_study(study_name="cli", storage=f"sqlite:///{tmp_path / 's.db'}")
     assert len(study.trials) == 3
@@ -152,7 +157,11 @@ def _readme_flag_rows() -> dict[str, tuple[str, list[str]]]:
     """The README's flag table: first flag of a row -> (default, choices in backticks)."""
     rows: dict[str, tuple[str, list[str]]] = {}
     flags_seen: list[str] = []
-    for line in (ROOT / "README.md").read_text().splitlines():
+    # The table under "Every flag (`python -m nanonas.study --help` ...": other tables (the
+    # export's) list other flags.
+    text = (ROOT / "README.md").read_text()
+    table = text.split("Every flag (`python -m nanonas.study --help`", 1)[1].split("\n\n")[1]
+    for line in table.splitlines():
         if not line.startswith("| `--"):
             continue
         flag_cell, default, what = (c.strip() for c in line.strip("|").split("|"))

@@ -51,3 +51,19 @@ def test_the_pareto_set_leaves_out_dominated_over_budget_and_reused_trials():
             optuna.trial.create_trial(values=[acc, params], user_attrs=attrs, system_attrs=system)
         )
     assert [t.number for t in best_trials(study)] == [0, 1]
+
+
+def test_next_steps_name_the_dashboard_and_the_export_of_the_best_trial(tmp_path):
+    from nanonas.study import next_steps
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    study = optuna.create_study(storage=url, study_name="s 1", direction="maximize")
+    text = next_steps(study, url)
+    assert f"  optuna-dashboard {url}    #" in text and "nanonas.export" not in text
+    attrs = {"arch": str(GOOD), "params": 10, "flops": 1e6, "val_acc": [0.5], "train_seconds": 1.0}
+    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs=attrs))
+    text = next_steps(study, url)
+    assert f"python -m nanonas.export --storage {url} --study-name 's 1' --trial 0" in text
+    # a bare postgresql:// is shown with the driver nanonas installs, the password masked
+    text = next_steps(study, "postgresql://u:secret@db/nas")
+    assert "optuna-dashboard 'postgresql+psycopg2://u:***@db/nas'" in text and "secret" not in text
