@@ -178,6 +178,7 @@ def run_one(name: str, seed: int, trials: int, landscape: Landscape) -> tuple[li
         search_space=space.distributions(),
         seed=seed,
         population_size=StudyConfig().population_size,
+        canonical=space.canonical,
     )
     study = optuna.create_study(sampler=sampler, direction="maximize")
 

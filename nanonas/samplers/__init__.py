@@ -25,28 +25,29 @@ from nanonas.samplers.evolution import EvolutionSampler
 
 __all__ = ["REPLAYABLE", "SAMPLERS", "CatCmaSampler", "EvolutionSampler", "make"]
 
-# name -> factory(search_space=..., seed=..., population_size=...). Optuna's samplers ignore the
-# search space: they learn it from the trials.
+# name -> factory(search_space=..., seed=..., population_size=..., canonical=...). Optuna's
+# samplers ignore the search space (they learn it from the trials) and `canonical`.
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
-    "nsga2": lambda *, search_space, seed, population_size: optuna.samplers.NSGAIISampler(
+    "nsga2": lambda *, seed, population_size, **_: optuna.samplers.NSGAIISampler(
         population_size=population_size, seed=seed
     ),
     # Optuna 5 deprecates warn_independent_sampling (passing it warns); its default is off.
-    "tpe": lambda *, search_space, seed, population_size: optuna.samplers.TPESampler(
+    "tpe": lambda *, seed, population_size, **_: optuna.samplers.TPESampler(
         seed=seed, multivariate=True
     ),
-    "random": lambda *, search_space, seed, population_size: optuna.samplers.RandomSampler(
-        seed=seed
-    ),
-    "qmc": lambda *, search_space, seed, population_size: optuna.samplers.QMCSampler(
+    "random": lambda *, seed, population_size, **_: optuna.samplers.RandomSampler(seed=seed),
+    "qmc": lambda *, seed, population_size, **_: optuna.samplers.QMCSampler(
         scramble=True, seed=seed
     ),
-    "gp": lambda *, search_space, seed, population_size: optuna.samplers.GPSampler(seed=seed),
-    "cmaes": lambda *, search_space, seed, population_size: CatCmaSampler(
-        search_space=search_space, seed=seed
+    "gp": lambda *, seed, population_size, **_: optuna.samplers.GPSampler(seed=seed),
+    "cmaes": lambda *, search_space, seed, population_size, canonical: CatCmaSampler(
+        search_space=search_space, seed=seed, canonical=canonical
     ),
-    "evolution": lambda *, search_space, seed, population_size: EvolutionSampler(
-        search_space=search_space, seed=seed, population_size=population_size
+    "evolution": lambda *, search_space, seed, population_size, canonical: EvolutionSampler(
+        search_space=search_space,
+        seed=seed,
+        population_size=population_size,
+        canonical=canonical,
     ),
 }
 
@@ -55,11 +56,24 @@ REPLAYABLE = ("cmaes", "evolution")
 
 
 def make(
-    name: str, *, search_space: dict[str, Any], seed: int, population_size: int
+    name: str,
+    *,
+    search_space: dict[str, Any],
+    seed: int,
+    population_size: int,
+    canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> optuna.samplers.BaseSampler:
-    """The sampler called `name`; an unknown name is a ConfigError listing the valid ones."""
+    """The sampler called `name`; an unknown name is a ConfigError listing the valid ones.
+
+    `canonical` (nanonas.space.canonical for nanonas's space) lets nanonas's own samplers
+    avoid encodings of a network some trial already has."""
     if name not in SAMPLERS:
         raise ConfigError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
     with warnings.catch_warnings():  # QMCSampler's "experimental" notice: nanonas chose it
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return SAMPLERS[name](search_space=search_space, seed=seed, population_size=population_size)
+        return SAMPLERS[name](
+            search_space=search_space,
+            seed=seed,
+            population_size=population_size,
+            canonical=canonical,
+        )

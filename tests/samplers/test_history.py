@@ -211,3 +211,44 @@ def test_retried_and_waiting_trials_are_read_as_optuna_writes_them():
     history, taken = scanned.scan(study.get_trials(deepcopy=False))
     assert history == []  # the retried FAIL teaches nothing: its retry will
     assert scanned.encode(failed) in taken and scanned.encode(queued) in taken
+
+
+def _small_space(ops: tuple[str, ...]) -> dict[str, CategoricalDistribution]:
+    blocks = {f"block_{i}": CategoricalDistribution(ops) for i in range(8)}
+    return {"width": CategoricalDistribution((8,))} | blocks
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+@pytest.mark.parametrize(
+    ("ops", "networks", "n_trials"),
+    [
+        # Zero and one other op: 16 encodings but 5 networks a stage, 25 in all. Past 25
+        # trials every network is taken, and the nearest-untaken search must have found each.
+        (("conv3x3", "zero"), 25, 30),
+        # Three ops: 31 networks a stage, 961 in all; 3^8 = 6,561 encodings.
+        (("conv3x3", "skip", "zero"), 961, 60),
+    ],
+)
+@pytest.mark.parametrize("multi", [False, True])
+def test_no_network_is_proposed_twice_while_untaken_ones_remain(
+    name, ops, networks, n_trials, multi
+):
+    """Without `canonical` every case fails: the samplers propose equivalent encodings."""
+    distributions = _small_space(ops)
+    sampler_cls = CatCmaSampler if name == "cmaes" else EvolutionSampler
+    kwargs = {} if name == "cmaes" else {"population_size": 6}
+    sampler = sampler_cls(search_space=distributions, seed=1, canonical=space.canonical, **kwargs)
+
+    def objective(trial: optuna.Trial) -> float | tuple[float, float]:
+        params = {n: trial.suggest_categorical(n, d.choices) for n, d in distributions.items()}
+        # Rewards one encoding's zeros placed first: a sampler is drawn towards equivalents.
+        value = sum(op == "zero" for op in list(params.values())[1:5]) - 0.1 * trial.number
+        value += random.Random(trial.number).random()
+        return (value, sum(op == "conv3x3" for op in params.values())) if multi else value
+
+    directions = ["maximize", "minimize"] if multi else ["maximize"]
+    study = optuna.create_study(sampler=sampler, directions=directions)
+    study.optimize(objective, n_trials=n_trials)
+    canon = [str(sorted(space.canonical(t.params).items())) for t in study.trials]
+    untaken = min(n_trials, networks)
+    assert len(set(canon[:untaken])) == untaken
