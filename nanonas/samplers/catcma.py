@@ -239,9 +239,9 @@ class _Como(COMOCatCMAwM):
     cmaes's public API falls short of this: COMOCatCMAwM offers no hook for unranked
     solutions, its UHVI is 2-D only, and its ask queue cannot be peeked. So this subclass
     overrides and reads private members (_kernel_tell, _UHVI, _update_ideal_nadir,
-    _ask_queue, _tell_lists, ...), written against cmaes 0.13: pyproject.toml pins
-    cmaes<0.14 and tests/samplers/test_catcma.py fails loudly if those members change. The
-    samplers issue replaces this with cmaes's public API.
+    _ask_queue, _tell_lists, ...), written against cmaes 0.13.1: pyproject.toml pins exactly
+    that version (its comment says why this, and not a rewrite) and
+    tests/samplers/test_catcma.py fails loudly, naming the member, if those members change.
     """
 
     _MAX_OBJECTIVES = 1_000  # our _UHVI is not limited to two objectives
