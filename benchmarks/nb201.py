@@ -107,6 +107,13 @@ VARIANTS = {
         )
         for p, s in ((10, 3), (10, 5), (10, 10), (20, 10), (40, 5))
     },
+    # NSGA-II for small categorical budgets: smaller generations, more or less crossover.
+    **{
+        f"nsga2-p{p}c{c}": lambda *, seed, p=p, c=c, **_: optuna.samplers.NSGAIISampler(
+            population_size=p, crossover_prob=c / 10, seed=seed
+        )
+        for p, c in ((10, 9), (10, 5), (20, 5), (40, 9))
+    },
     "evolution-pair": lambda *, search_space, seed, population_size, canonical: PairMutation(
         search_space=search_space, seed=seed, population_size=population_size, canonical=canonical
     ),
