@@ -1,11 +1,11 @@
 """What nanonas's samplers share: the space they search, the study's history, and its ranking.
 
-`SpaceSampler` is the base of CatCmaSampler and EvolutionSampler. It knows one categorical
-space and nothing else, and every proposal is a pure function of the seed, the trial's number
-and the finished trials in the storage, so a study resumed in a new process (or shared by several
-workers over one database) proposes what it would have proposed anyway.
+`SpaceSampler` is the base of CatCmaSampler, EvolutionSampler and LocalSearchSampler. It knows
+one categorical space and nothing else, and every proposal is a pure function of the seed, the
+trial's number and the finished trials in the storage, so a study resumed in a new process (or
+shared by several workers over one database) proposes what it would have proposed anyway.
 
-How a finished trial ranks, in both samplers (best first):
+How a finished trial ranks, in every nanonas sampler (best first):
   1. COMPLETE and feasible, by its values (the study's directions; Pareto terms when several);
   2. PRUNED, below every COMPLETE trial (it was stopped for being worse than its peers), by its
      last reported accuracy (its last intermediate value, else its recorded curve's last);
@@ -48,8 +48,8 @@ RankKey = tuple[int, float]  # (class 0-3 as in the module docstring, then lower
 
 
 class SpaceSampler(optuna.samplers.BaseSampler):
-    """What both samplers share: the space they know (and nothing else), and a proposal that is
-    a pure function of the seed, the trial's number and the study's trials."""
+    """What every nanonas sampler shares: the space it knows (and nothing else), and a proposal
+    that is a pure function of the seed, the trial's number and the study's trials."""
 
     _space: Space
     _seed: int
