@@ -1,8 +1,11 @@
-"""Search quality of every registered sampler on a cheap stand-in for CIFAR-10 accuracy.
+"""Search quality of every registered sampler on a cheap stand-in for CIFAR-10 accuracy, and
+on NAS-Bench-201 (benchmarks/nb201.py, which says what is measured there).
 
     python benchmarks/samplers.py                        # all but gp, 5 seeds x 200 trials
     python benchmarks/samplers.py --samplers cmaes,random --seeds 10 --trials 300
     python benchmarks/samplers.py --samplers gp --trials 50   # gp: minutes per run
+    python benchmarks/samplers.py --benchmark nb201 --seeds 10   # needs the [bench] extra
+    python benchmarks/samplers.py --seed-start 100 ...   # tuning seeds, apart from reported ones
 
 Each sampler is built by the registry a study uses, `nanonas.samplers.make(name, ...)` with the
 default StudyConfig's population size,
@@ -39,11 +42,11 @@ import sys
 import time
 from pathlib import Path
 
+import nb201  # benchmarks/nb201.py, beside this script
 import numpy as np
 import optuna
 
 from nanonas import samplers, space
-from nanonas.study import StudyConfig
 
 OPS = space.OP_NAMES
 N_BLOCKS = 2 * space.BLOCKS_PER_STAGE
@@ -173,11 +176,8 @@ def random_architectures(n: int, rng: np.random.Generator) -> list[space.Archite
 
 def run_one(name: str, seed: int, trials: int, landscape: Landscape) -> tuple[list[float], float]:
     """Best-so-far (noise-free accuracy of the observed best) after each trial, and seconds."""
-    sampler = samplers.make(
-        name,
-        search_space=space.distributions(),
-        seed=seed,
-        population_size=StudyConfig().population_size,
+    sampler = nb201.make(
+        name, search_space=space.distributions(), seed=seed, canonical=space.canonical
     )
     study = optuna.create_study(sampler=sampler, direction="maximize")
 
@@ -209,14 +209,42 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=200, help="trials per run (default 200)")
     default = ",".join(n for n in samplers.SAMPLERS if n not in SLOW)
     p.add_argument("--samplers", default=default, help=f"comma-separated (default {default})")
-    p.add_argument("--out", default="benchmarks/results/samplers.md")
+    p.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--benchmark", choices=("landscape", "nb201"), default="landscape")
+    p.add_argument("--datasets", default=",".join(nb201.DATASETS), help="nb201 only")
+    p.add_argument("--out", help="default benchmarks/results/samplers.md or samplers-nb201.md")
     args = p.parse_args()
     names = [n.strip() for n in args.samplers.split(",") if n.strip()]
-    unknown = [n for n in names if n not in samplers.SAMPLERS]
+    known = [*samplers.SAMPLERS, *nb201.VARIANTS]
+    unknown = [n for n in names if n not in known]
     if unknown or args.seeds < 1 or args.trials < 1:
-        valid = ", ".join(samplers.SAMPLERS)
-        sys.exit(f"bad arguments: unknown samplers {unknown}; valid: {valid}")
+        sys.exit(f"bad arguments: unknown samplers {unknown}; valid: {', '.join(known)}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seeds = list(range(args.seed_start, args.seed_start + args.seeds))
+    command = (
+        f"    python benchmarks/samplers.py --benchmark {args.benchmark} --seeds {args.seeds} "
+        f"--seed-start {args.seed_start} --trials {args.trials} --samplers {','.join(names)}"
+    )
+    if args.benchmark == "nb201":
+        datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+        out = args.out or "benchmarks/results/samplers-nb201.md"
+        lines = [
+            "# Sampler search quality on NAS-Bench-201",
+            "",
+            f"{datetime.date.today()}, {_cpu()} ({_cpus()} cores available, shared with other "
+            f"jobs; load average {os.getloadavg()[0]:.2f} at the start), Python "
+            f"{platform.python_version()}, optuna {optuna.__version__}; each sampler built as "
+            "`nanonas.study` builds it (default StudyConfig, population_size 20), "
+            f"seeds {seeds[0]}-{seeds[-1]}:",
+            "",
+            command + f" --datasets {','.join(datasets)}",
+            "",
+            *nb201.report(names, seeds, args.trials, datasets),
+        ]
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
 
     landscape = Landscape(seed=0)
     landscape.check_optimum(np.random.default_rng(1))
@@ -226,7 +254,7 @@ def main() -> None:
     curves: dict[str, list[list[float]]] = {}
     seconds: dict[str, list[float]] = {}
     for name in names:
-        for seed in range(args.seeds):
+        for seed in seeds:
             curve, took = run_one(name, seed, args.trials, landscape)
             curves.setdefault(name, []).append(curve)
             seconds.setdefault(name, []).append(took)
@@ -247,8 +275,7 @@ def main() -> None:
         f"optuna {optuna.__version__}; each sampler built by `nanonas.samplers.make` with "
         "the default StudyConfig (population_size 20):",
         "",
-        f"    python benchmarks/samplers.py --seeds {args.seeds} --trials {args.trials} "
-        f"--samplers {','.join(names)}",
+        command,
         "",
         f"Landscape (seed 0, see the script's docstring): optimum {optimum:.4f} at "
         f"`{landscape.best_arch}` (exact, by dynamic programming); 20,000 random "
@@ -257,7 +284,7 @@ def main() -> None:
         f"max {max(sample):.4f}. Noise N(0, {NOISE}) per trial.",
         "",
         f"Best-so-far: the noise-free accuracy of the best observed trial, mean ± sd over "
-        f"n = {args.seeds} seeds (0-{args.seeds - 1}).",
+        f"n = {args.seeds} seeds ({seeds[0]}-{seeds[-1]}).",
         "",
         "| sampler | " + " | ".join(f"{m} trials" for m in marks) + " | gap to optimum "
         f"at {args.trials} | trials to reach target | s per run |",
@@ -285,8 +312,9 @@ def main() -> None:
     skipped = [n for n in SLOW if n not in names]
     for name in skipped:
         lines.append(f"Not run: `{name}` ({SLOW[name]}); `--samplers {name}` runs it anyway.")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    out = args.out or "benchmarks/results/samplers.md"
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -9,6 +9,7 @@ Trial user attributes (`TRIAL_KEYS` holds the types):
 | key           | type        | what                                                          |
 |---------------|-------------|---------------------------------------------------------------|
 | arch          | str         | the architecture's string form (`Architecture.parse` reads it) |
+| canonical     | str         | the string form of the network it builds (`arch.canonical()`)  |
 | params        | int         | parameters, counted before training                           |
 | flops         | int         | forward FLOPs per image, counted before training              |
 | worker        | str         | host:pid of the process that ran the trial                    |
@@ -60,6 +61,7 @@ __all__ = [
     "alive",
     "architecture",
     "arch",
+    "canonical",
     "curve",
     "exports",
     "last_acc",
@@ -89,6 +91,7 @@ __all__ = [
 
 TRIAL_KEYS: dict[str, type | tuple[type, ...]] = {
     "arch": str,
+    "canonical": str,
     "params": int,
     "flops": int,
     "worker": str,
@@ -140,6 +143,7 @@ def write_candidate(
 ) -> None:
     """What is known before training: the architecture, its sizes, who runs it, its seed."""
     _set(trial, "arch", str(arch))
+    _set(trial, "canonical", str(arch.canonical()))
     _set(trial, "worker", worker)
     _set(trial, "run", run)
     _set(trial, "seed", seed)
@@ -193,6 +197,16 @@ def alive(trial: FrozenTrial) -> float | None:
 def arch(trial: FrozenTrial) -> str | None:
     """The architecture string, or None for a trial nanonas did not sample."""
     return trial.user_attrs.get("arch")
+
+
+def canonical(trial: FrozenTrial) -> str | None:
+    """The string form of the network the trial built (equal for equivalent encodings), or
+    None for a trial nanonas did not sample. Derived from `arch` for trials recorded before
+    nanonas wrote this key."""
+    text = trial.user_attrs.get("canonical")
+    if text is None and arch(trial) is not None:
+        text = str(architecture(trial).canonical())
+    return text
 
 
 def architecture(trial: FrozenTrial) -> Architecture:
@@ -256,6 +270,7 @@ class TrialRecord:
     number: int
     state: str  # Optuna's TrialState name: COMPLETE, PRUNED, FAIL, RUNNING, WAITING
     arch: str | None = None
+    canonical: str | None = None
     params: int | None = None
     flops: int | None = None
     worker: str | None = None

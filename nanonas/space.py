@@ -11,12 +11,19 @@ changed, so the choices of an existing parameter name never change: a different 
     >>> arch = Architecture.parse("w48:conv3x3,skip,sep_conv3x3,zero/conv3x3,maxpool3x3,skip,zero")
     >>> str(arch) == "w48:conv3x3,skip,sep_conv3x3,zero/conv3x3,maxpool3x3,skip,zero"
     True
+
+A `zero` block computes x + 0 = x and has no weights, so where it sits within its stage does
+not change the network: `canonical()` is the network an encoding builds, its zeros moved to
+the end of each stage. A stage has 9^4 = 6,561 encodings but 4,681 networks.
+
+    >>> str(Architecture.parse("w48:zero,conv3x3,zero,skip/zero,zero,zero,zero").canonical())
+    'w48:conv3x3,skip,zero,zero/zero,zero,zero,zero'
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # only sample() sees a trial; importing optuna here would slow every import
     import optuna
@@ -28,6 +35,7 @@ __all__ = [
     "OP_NAMES",
     "SPACE_VERSION",
     "WIDTHS",
+    "canonical",
     "distributions",
     "Architecture",
     "OpSpec",
@@ -117,9 +125,36 @@ class Architecture:
         stage1, stage2 = (tuple(op.strip() for op in s.split(",")) for s in stages)
         return cls(stage1, stage2, int(head[1:]))
 
+    def canonical(self) -> Architecture:
+        """The network this encoding builds, in one encoding shared by every equivalent one:
+        each stage's non-zero ops in their order, then its zeros.
+
+        Why this is exact (nanonas.model): every block of a stage maps `channels` to the same
+        `channels` at the same resolution and computes x + op(x), and a `zero` block returns x
+        unchanged with no weights; the reduction between the stages is not a block, so zeros
+        never cross it. Moving a zero keeps the order of the blocks with weights, so even their
+        initialisation under one seed is unchanged.
+        """
+        return Architecture(_zeros_last(self.stage1), _zeros_last(self.stage2), self.width)
+
     def params(self) -> dict[str, str | int]:
         """The Optuna parameters that `sample` would have suggested for this architecture."""
         return {"width": self.width} | {f"block_{i}": op for i, op in enumerate(self.ops)}
+
+
+def _zeros_last(stage: tuple[str, ...]) -> tuple[str, ...]:
+    kept = tuple(op for op in stage if op != "zero")
+    return kept + ("zero",) * (len(stage) - len(kept))
+
+
+def canonical(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of `Architecture.canonical()` for parameters `sample` suggested: the
+    form nanonas's samplers compare proposals by. Other keys pass through unchanged."""
+    names = [f"block_{i}" for i in range(2 * BLOCKS_PER_STAGE)]
+    ops = [params[n] for n in names]
+    stages = (ops[:BLOCKS_PER_STAGE], ops[BLOCKS_PER_STAGE:])
+    canon = [op for stage in stages for op in _zeros_last(tuple(stage))]
+    return dict(params) | dict(zip(names, canon, strict=True))
 
 
 def sample(trial: optuna.trial.BaseTrial, *, widths: tuple[int, ...] = WIDTHS) -> Architecture:

@@ -44,6 +44,7 @@ def test_every_key_round_trips_through_sqlite(tmp_path):
         number=0,
         state="COMPLETE",
         arch=str(ARCH),
+        canonical=str(ARCH.canonical()),
         params=1234,
         flops=56789,
         worker="host:1",
@@ -82,6 +83,7 @@ def test_read_helpers_on_an_untouched_trial():
     study.tell(study.ask(), 1.0)
     trial = study.trials[0]
     assert records.arch(trial) is None and records.curve(trial) == []
+    assert records.canonical(trial) is None
     assert records.last_acc(trial) is None and not records.trained(trial)
     assert records.size(trial, "params") == math.inf and records.sizes(trial) == {}
     assert records.reasons(trial) == [] and records.reused_from(trial) is None
@@ -156,3 +158,16 @@ def test_each_export_is_an_entry_of_its_own_oldest_first():
         "time": "2026-01-01T00:00:00.000001Z",
     }
     assert records.exports({"run:x": {}}) == []
+
+
+def test_canonical_is_recorded_and_derived_for_trials_recorded_without_it():
+    study = optuna.create_study()
+    trial = study.ask()
+    records.write_candidate(trial, arch=ARCH, params=1, flops=1, worker="w", run="r", seed=0)
+    study.tell(trial, 0.5)
+    canon = "w8:conv3x3,skip,sep_conv3x3,zero/conv3x3,maxpool3x3,skip,zero"
+    assert records.canonical(_frozen(study, 0)) == canon
+    older = study.ask()  # written by a nanonas that knew only `arch`
+    older.set_user_attr("arch", "w8:zero,conv3x3,skip,sep_conv3x3/conv3x3,zero,maxpool3x3,skip")
+    study.tell(older, 0.5)
+    assert records.canonical(_frozen(study, 1)) == records.canonical(_frozen(study, 0))

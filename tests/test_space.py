@@ -11,6 +11,7 @@ from nanonas.space import (
     OPS,
     WIDTHS,
     Architecture,
+    canonical,
     sample,
 )
 
@@ -105,3 +106,65 @@ def test_sample_rejects_a_fixed_trial_value_outside_the_choices():
     params = Architecture(("skip",) * 4, ("zero",) * 4).params() | {"block_3": "conv9x9"}
     with pytest.raises(ValueError):
         sample(optuna.trial.FixedTrial(params))
+
+
+def _random_arch(rng: random.Random) -> Architecture:
+    return Architecture.from_ops(
+        [rng.choice(OP_NAMES) for _ in range(2 * BLOCKS_PER_STAGE)], rng.choice(WIDTHS)
+    )
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_moving_zeros_within_a_stage_keeps_the_canonical_form(seed):
+    rng = random.Random(seed)
+    arch = _random_arch(rng)
+    stages = [list(arch.stage1), list(arch.stage2)]
+    for stage in stages:  # a random position for each zero, the other ops kept in order
+        kept = [op for op in stage if op != "zero"]
+        zeros = len(stage) - len(kept)
+        for _ in range(zeros):
+            kept.insert(rng.randrange(len(kept) + 1), "zero")
+        stage[:] = kept
+    moved = Architecture(tuple(stages[0]), tuple(stages[1]), arch.width)
+    assert moved.canonical() == arch.canonical()
+    assert arch.canonical().canonical() == arch.canonical()
+    assert canonical(moved.params()) == arch.canonical().params()
+
+
+def test_the_canonical_form_is_the_network_the_model_builds():
+    """Equivalent encodings compute the same function under one seed's initialisation."""
+    torch = pytest.importorskip("torch")
+    from nanonas.model import NanoNet
+
+    a = Architecture.parse("w8:zero,conv3x3,zero,sep_conv3x3/skip,zero,maxpool3x3,conv5x5")
+    x = torch.randn(2, 3, 16, 16)
+    outputs = []
+    for arch in (a, a.canonical()):
+        torch.manual_seed(0)
+        outputs.append(NanoNet(arch).eval()(x))
+    assert torch.equal(outputs[0], outputs[1])
+
+
+def test_different_networks_have_different_canonical_forms():
+    # A stage has 9^4 = 6,561 encodings and sum(8^k, k = 0..4) = 4,681 networks.
+    import itertools
+
+    stages = {
+        Architecture(s, ("zero",) * 4).canonical()
+        for s in itertools.product(OP_NAMES, repeat=BLOCKS_PER_STAGE)
+    }
+    assert len(stages) == 4_681
+    base = Architecture.parse("w48:conv3x3,zero,skip,zero/zero,zero,zero,zero")
+    others = [
+        "w48:skip,zero,conv3x3,zero/zero,zero,zero,zero",  # order of weighted ops matters
+        "w32:conv3x3,zero,skip,zero/zero,zero,zero,zero",  # the width matters
+        "w48:conv3x3,zero,zero,zero/skip,zero,zero,zero",  # zeros never cross the reduction
+    ]
+    assert all(Architecture.parse(o).canonical() != base.canonical() for o in others)
+
+
+def test_the_canonical_string_form_is_stable():
+    arch = Architecture.parse("w48:zero,conv3x3,zero,skip/zero,sep_conv5x5,zero,avgpool3x3")
+    # Stored in every trial record: a change here would split old studies' duplicates.
+    assert str(arch.canonical()) == "w48:conv3x3,skip,zero,zero/sep_conv5x5,avgpool3x3,zero,zero"
+    assert Architecture.parse(str(arch.canonical())) == arch.canonical()

@@ -2,12 +2,13 @@
 
     sampler = make("evolution", search_space=space.distributions(), seed=0, population_size=20)
 
-Optuna lacks two searches over categorical choices, so nanonas has them:
+Optuna lacks these searches over categorical choices, so nanonas has them:
 - `catcma.py`: CatCMA (COMO-CatCMA with several objectives), where Optuna's CmaEsSampler would
   hand categorical parameters to random sampling;
 - `evolution.py`: regularized (aging) evolution;
-- `history.py`: what both share: the space, the study's history and its ranking.
-Both keep no state of their own: a resumed study, or another worker, proposes exactly what an
+- `local.py`: local search from the best architecture so far (White et al. 2020);
+- `history.py`: what they share: the space, the study's history and its ranking.
+They keep no state of their own: a resumed study, or another worker, proposes exactly what an
 uninterrupted one would (they are REPLAYABLE).
 """
 
@@ -22,44 +23,71 @@ import optuna
 from nanonas.errors import ConfigError
 from nanonas.samplers.catcma import CatCmaSampler
 from nanonas.samplers.evolution import EvolutionSampler
+from nanonas.samplers.local import LocalSearchSampler
 
-__all__ = ["REPLAYABLE", "SAMPLERS", "CatCmaSampler", "EvolutionSampler", "make"]
+__all__ = [
+    "REPLAYABLE",
+    "SAMPLERS",
+    "CatCmaSampler",
+    "EvolutionSampler",
+    "LocalSearchSampler",
+    "make",
+]
 
-# name -> factory(search_space=..., seed=..., population_size=...). Optuna's samplers ignore the
-# search space: they learn it from the trials.
+# name -> factory(search_space=..., seed=..., population_size=..., canonical=...). Optuna's
+# samplers ignore the search space (they learn it from the trials) and `canonical`.
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
-    "nsga2": lambda *, search_space, seed, population_size: optuna.samplers.NSGAIISampler(
+    "nsga2": lambda *, seed, population_size, **_: optuna.samplers.NSGAIISampler(
         population_size=population_size, seed=seed
     ),
     # Optuna 5 deprecates warn_independent_sampling (passing it warns); its default is off.
-    "tpe": lambda *, search_space, seed, population_size: optuna.samplers.TPESampler(
+    "tpe": lambda *, seed, population_size, **_: optuna.samplers.TPESampler(
         seed=seed, multivariate=True
     ),
-    "random": lambda *, search_space, seed, population_size: optuna.samplers.RandomSampler(
-        seed=seed
-    ),
-    "qmc": lambda *, search_space, seed, population_size: optuna.samplers.QMCSampler(
+    "random": lambda *, seed, population_size, **_: optuna.samplers.RandomSampler(seed=seed),
+    "qmc": lambda *, seed, population_size, **_: optuna.samplers.QMCSampler(
         scramble=True, seed=seed
     ),
-    "gp": lambda *, search_space, seed, population_size: optuna.samplers.GPSampler(seed=seed),
-    "cmaes": lambda *, search_space, seed, population_size: CatCmaSampler(
-        search_space=search_space, seed=seed
+    "gp": lambda *, seed, population_size, **_: optuna.samplers.GPSampler(seed=seed),
+    "cmaes": lambda *, search_space, seed, population_size, canonical: CatCmaSampler(
+        search_space=search_space, seed=seed, canonical=canonical
     ),
-    "evolution": lambda *, search_space, seed, population_size: EvolutionSampler(
-        search_space=search_space, seed=seed, population_size=population_size
+    "evolution": lambda *, search_space, seed, population_size, canonical: EvolutionSampler(
+        search_space=search_space,
+        seed=seed,
+        population_size=population_size,
+        canonical=canonical,
+    ),
+    # population_size is NSGA-II's and evolution's: local search starts from its own 10 random
+    # trials, the best of 5, 10 and 20 at 50 trials on NAS-Bench-201 (benchmarks/nb201.py).
+    "local": lambda *, search_space, seed, canonical, **_: LocalSearchSampler(
+        search_space=search_space, seed=seed, canonical=canonical
     ),
 }
 
 # Samplers whose proposals depend only on the seed and the stored trials.
-REPLAYABLE = ("cmaes", "evolution")
+REPLAYABLE = ("cmaes", "evolution", "local")
 
 
 def make(
-    name: str, *, search_space: dict[str, Any], seed: int, population_size: int
+    name: str,
+    *,
+    search_space: dict[str, Any],
+    seed: int,
+    population_size: int,
+    canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> optuna.samplers.BaseSampler:
-    """The sampler called `name`; an unknown name is a ConfigError listing the valid ones."""
+    """The sampler called `name`; an unknown name is a ConfigError listing the valid ones.
+
+    `canonical` (nanonas.space.canonical for nanonas's space) lets nanonas's own samplers
+    avoid encodings of a network some trial already has."""
     if name not in SAMPLERS:
         raise ConfigError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
     with warnings.catch_warnings():  # QMCSampler's "experimental" notice: nanonas chose it
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return SAMPLERS[name](search_space=search_space, seed=seed, population_size=population_size)
+        return SAMPLERS[name](
+            search_space=search_space,
+            seed=seed,
+            population_size=population_size,
+            canonical=canonical,
+        )

@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import math
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,8 @@ class CatCmaSampler(SpaceSampler):
     trial-number order, in consecutive chunks of `population_size` (one generation per chunk;
     an incomplete last chunk waits, and so do trials still running). The new trial is drawn
     from the resulting distribution with an RNG seeded from (seed, trial number), up to 20
-    times until no trial has that architecture yet (evaluated, running or waiting). States
+    times until no trial has that network yet (evaluated, running or waiting; compared by
+    `canonical`, as in EvolutionSampler), else the nearest untaken architecture. States
     are cached at chunk boundaries, so a proposal costs one generation's update, not a replay;
     a trial that finishes late shifts the chunks after it, and those are replayed.
 
@@ -73,8 +75,9 @@ class CatCmaSampler(SpaceSampler):
         seed: int = 0,
         population_size: int | None = None,
         n_kernels: int = 2,
+        canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
-        self._space = Space(search_space, "CatCmaSampler")
+        self._space = Space(search_space, "CatCmaSampler", canonical)
         self._seed = check_seed(seed)
         if population_size is not None:
             check_int("population_size", population_size, 2)
@@ -116,9 +119,9 @@ class CatCmaSampler(SpaceSampler):
         optimizer.reseed_rng(int(rng.randint(2**31)))
         for _ in range(RESAMPLES):
             arch = tuple(int(i) for i in optimizer.ask().c.argmax(axis=1))
-            if arch not in taken:
+            if self._space.canon(arch) not in taken:
                 break
-        return arch
+        return self._space.untaken(arch, taken, rng)
 
     def _tell_chunk(self, optimizer: CatCMAwM, chunk: tuple[Any, ...]) -> None:
         order = sorted(range(len(chunk)), key=lambda i: chunk[i][2])  # stable: number order
@@ -162,7 +165,7 @@ class CatCmaSampler(SpaceSampler):
             slot = como.ask() if como.ask_queue_size else None
         if slot is not None and slot._incumbent_id is not None:
             arch = _arch_of(slot.c)
-            if arch not in taken:
+            if self._space.canon(arch) not in taken:
                 return arch
         kernel = como.kernels[
             slot._kernel_id
@@ -172,9 +175,9 @@ class CatCmaSampler(SpaceSampler):
         kernel.reseed_rng(int(rng.randint(2**31)))
         for _ in range(RESAMPLES):
             arch = _arch_of(kernel.ask().c)
-            if arch not in taken:
+            if self._space.canon(arch) not in taken:
                 break
-        return arch
+        return self._space.untaken(arch, taken, rng)
 
     def _feed(self, como: _Como, chunk: tuple[Any, ...]) -> None:
         for _, arch, key, values in chunk:
@@ -236,9 +239,9 @@ class _Como(COMOCatCMAwM):
     cmaes's public API falls short of this: COMOCatCMAwM offers no hook for unranked
     solutions, its UHVI is 2-D only, and its ask queue cannot be peeked. So this subclass
     overrides and reads private members (_kernel_tell, _UHVI, _update_ideal_nadir,
-    _ask_queue, _tell_lists, ...), written against cmaes 0.13: pyproject.toml pins
-    cmaes<0.14 and tests/samplers/test_catcma.py fails loudly if those members change. The
-    samplers issue replaces this with cmaes's public API.
+    _ask_queue, _tell_lists, ...), written against cmaes 0.13.1: pyproject.toml pins exactly
+    that version (its comment says why this, and not a rewrite) and
+    tests/samplers/test_catcma.py fails loudly, naming the member, if those members change.
     """
 
     _MAX_OBJECTIVES = 1_000  # our _UHVI is not limited to two objectives

@@ -10,6 +10,9 @@ proposes what an uninterrupted one would.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial
@@ -51,8 +54,9 @@ class EvolutionSampler(SpaceSampler):
         seed: int = 0,
         population_size: int = 20,
         sample_size: int | None = None,
+        canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
-        self._space = Space(search_space, "EvolutionSampler")
+        self._space = Space(search_space, "EvolutionSampler", canonical)
         self._seed = check_seed(seed)
         self._population_size = check_int("population_size", population_size, 2)
         if sample_size is None:  # the registry (nanonas.samplers) passes population_size alone
@@ -67,23 +71,35 @@ class EvolutionSampler(SpaceSampler):
         self._sizes = self._space.sizes
 
     def _propose(self, study, trial, trials, history, taken, rng):  # see SpaceSampler
+        space = self._space
         if len(history) < self._population_size:
             for _ in range(RESAMPLES):
                 arch = tuple(int(rng.randint(k)) for k in self._sizes)
-                if arch not in taken:
+                if space.canon(arch) not in taken:
                     break
-            return arch
+            return space.untaken(arch, taken, rng)
         population = history[-self._population_size :]
         picks = rng.choice(len(population), self._sample_size, replace=False)
         parent = self._best([population[i] for i in picks], pareto.signs(study.directions), rng)
-        neighbours = [
-            parent[:i] + (choice,) + parent[i + 1 :]
-            for i, k in enumerate(self._sizes)
-            for choice in range(k)
-            if choice != parent[i]
-        ]
-        fresh = [a for a in neighbours if a not in taken] or neighbours
-        return fresh[rng.randint(len(fresh))]
+        # Real et al.'s mutation: a parameter drawn uniformly, then a new value for it drawn
+        # uniformly, so every parameter changes equally often whatever its number of choices.
+        # Drawn among the one-change neighbours whose network is untaken, each weighted by the
+        # chance that mutation gives it.
+        neighbours, weights = [], []
+        for i, k in enumerate(self._sizes):
+            for choice in range(k):
+                child = parent[:i] + (choice,) + parent[i + 1 :]
+                if choice != parent[i] and space.canon(child) not in taken:
+                    neighbours.append(child)
+                    weights.append(self._weight(k))
+        if not neighbours:  # every one-change neighbour is taken: the nearest untaken one
+            return space.untaken(parent, taken, rng)
+        p = np.asarray(weights) / sum(weights)
+        return neighbours[rng.choice(len(neighbours), p=p)]
+
+    def _weight(self, choices: int) -> float:
+        """How likely mutation gives one neighbour that changes a parameter of `choices`."""
+        return 1.0 / (choices - 1)
 
     @staticmethod
     def _best(

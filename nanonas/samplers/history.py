@@ -1,11 +1,11 @@
 """What nanonas's samplers share: the space they search, the study's history, and its ranking.
 
-`SpaceSampler` is the base of CatCmaSampler and EvolutionSampler. It knows one categorical
-space and nothing else, and every proposal is a pure function of the seed, the trial's number
-and the finished trials in the storage, so a study resumed in a new process (or shared by several
-workers over one database) proposes what it would have proposed anyway.
+`SpaceSampler` is the base of CatCmaSampler, EvolutionSampler and LocalSearchSampler. It knows
+one categorical space and nothing else, and every proposal is a pure function of the seed, the
+trial's number and the finished trials in the storage, so a study resumed in a new process (or
+shared by several workers over one database) proposes what it would have proposed anyway.
 
-How a finished trial ranks, in both samplers (best first):
+How a finished trial ranks, in every nanonas sampler (best first):
   1. COMPLETE and feasible, by its values (the study's directions; Pareto terms when several);
   2. PRUNED, below every COMPLETE trial (it was stopped for being worse than its peers), by its
      last reported accuracy (its last intermediate value, else its recorded curve's last);
@@ -15,8 +15,9 @@ How a finished trial ranks, in both samplers (best first):
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,15 +39,17 @@ __all__ = [
 ]
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-RESAMPLES = 20  # draws from the same seeded RNG before accepting an already-taken architecture
+RESAMPLES = 20  # draws from the same seeded RNG before looking for the nearest untaken one
+# Enough untaken architectures at one distance to pick from uniformly; the search stops there.
+_NEAREST_CAP = 5_000
 
 Arch = tuple[int, ...]  # one choice index per searched (multi-choice) parameter
 RankKey = tuple[int, float]  # (class 0-3 as in the module docstring, then lower is better)
 
 
 class SpaceSampler(optuna.samplers.BaseSampler):
-    """What both samplers share: the space they know (and nothing else), and a proposal that is
-    a pure function of the seed, the trial's number and the study's trials."""
+    """What every nanonas sampler shares: the space it knows (and nothing else), and a proposal
+    that is a pure function of the seed, the trial's number and the study's trials."""
 
     _space: Space
     _seed: int
@@ -95,9 +98,21 @@ class Space:
 
     Parameters with a single choice are not searched (CatCMA needs two categories or more);
     they always take their only choice.
+
+    `canonical` maps parameters to those of the network they build (nanonas.space.canonical):
+    architectures with one canonical form are one network, so "taken" means its form is.
     """
 
-    def __init__(self, space: Any, who: str) -> None:
+    def __init__(
+        self,
+        space: Any,
+        who: str,
+        canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
+        if canonical is not None and not callable(canonical):
+            raise ValueError(f"canonical must be a function of the parameters, got {canonical!r}")
+        self._canonical = canonical
+        self._canon_cache: dict[Arch, Arch] = {}  # scan() canonicalizes every trial per proposal
         self.distributions = _check_space(space, who)
         self._choices = {n: d.choices for n, d in self.distributions.items()}
         self.searched = [n for n, c in self._choices.items() if len(c) > 1]
@@ -116,11 +131,48 @@ class Space:
         chosen = dict(zip(self.searched, arch, strict=True))
         return {n: c[chosen.get(n, 0)] for n, c in self._choices.items()}
 
+    def canon(self, arch: Arch) -> Arch:
+        """The architecture of the network `arch` builds (itself without `canonical`)."""
+        if self._canonical is None:
+            return arch
+        found = self._canon_cache.get(arch)
+        if found is None:
+            found = self.encode(self._canonical(self.params(arch)))
+            if found is None:
+                raise ValueError(f"canonical() left the space: {self.params(arch)!r}")
+            self._canon_cache[arch] = found
+        return found
+
+    def untaken(self, arch: Arch, taken: set[Arch], rng: np.random.RandomState) -> Arch:
+        """`arch` if its network is not taken, else an untaken one nearest to it (fewest
+        parameters changed, drawn uniformly among those); `arch` itself only when every
+        network of the space is taken."""
+        if self.canon(arch) not in taken:
+            return arch
+        for distance in range(1, len(arch) + 1):
+            found = []
+            for where in itertools.combinations(range(len(arch)), distance):
+                others = [[c for c in range(self.sizes[i]) if c != arch[i]] for i in where]
+                for values in itertools.product(*others):
+                    near = list(arch)
+                    for i, c in zip(where, values, strict=True):
+                        near[i] = c
+                    if self.canon(tuple(near)) not in taken:
+                        found.append(tuple(near))
+                    if len(found) >= _NEAREST_CAP:
+                        break
+                if len(found) >= _NEAREST_CAP:
+                    break
+            if found:
+                return found[rng.randint(len(found))]
+        return arch
+
     def scan(
         self, trials: Sequence[FrozenTrial]
     ) -> tuple[list[tuple[FrozenTrial, Arch]], set[Arch]]:
         """The finished trials of this space in number order with their architectures, and
-        every architecture that some trial has (evaluated, running, or waiting to run)."""
+        the canonical form of every architecture that some trial has (evaluated, running, or
+        waiting to run)."""
         # Optuna's public accessors fall short here: RetryHeartbeatStaleTrialCallback.retry_history
         # reads this same key but is experimental and warns on every call (this loop runs over
         # every trial at every proposal), and a WAITING trial's enqueued parameters have no
@@ -135,7 +187,7 @@ class Space:
                 arch = self.encode(t.params)
             if arch is None:
                 continue
-            taken.add(arch)
+            taken.add(self.canon(arch))
             # Choices are not compared with the trial's distributions: Optuna already refuses
             # a parameter whose categorical choices differ from the study's earlier trials'.
             if t.state in _FINISHED and not (t.state == TrialState.FAIL and t.number in retried):

@@ -10,8 +10,10 @@ records helpers (its attributes); the network and the training are plain functio
 2. Its parameters and FLOPs are counted without allocating weights, and recorded.
 3. Over a budget (--max-params, --max-flops)? Never trained: it ends COMPLETE with accuracy 0,
    and its constraints (`trial.set_constraint`) tell the sampler why.
-4. Trained before? A finished trial of the same architecture lends its result (`reused_from`):
-   a COMPLETE one its values, a PRUNED one its pruning.
+4. Trained before? A finished trial of the same network lends its result (`reused_from`): a
+   COMPLETE one its values, a PRUNED one its pruning. "Same" is the canonical form
+   (`Architecture.canonical`): encodings that differ only in where a stage's zeros sit build
+   one network, so a sequential run never trains a network twice.
 5. Trained: every epoch records the accuracy curve, reports it (single-objective studies) and
    asks nanonas.pruning whether to stop. A NaN loss or an out-of-memory error fails the trial
    with its reason; the study goes on.
@@ -182,7 +184,8 @@ class Objective:
             self._store(lambda: records.write_infeasible(trial, why))
             return records.values(0.0, sizes, cfg.objectives)
 
-        original = self._store(lambda: self._trained_before(trial, str(arch)))
+        canon = str(arch.canonical())
+        original = self._store(lambda: self._trained_before(trial, canon))
         if original is not None:
             return self._reuse(trial, original)
         return self._train(trial, arch, sizes, seed)
@@ -232,19 +235,19 @@ class Objective:
         return records.values(history.val_acc[-1], sizes, cfg.objectives)
 
     @staticmethod
-    def _trained_before(trial: optuna.Trial, arch: str) -> optuna.trial.FrozenTrial | None:
-        """The first finished trial that trained this same architecture, if any. (Two workers
-        may still train one architecture at once; the second then simply trains it again.)"""
+    def _trained_before(trial: optuna.Trial, canonical: str) -> optuna.trial.FrozenTrial | None:
+        """The first finished trial that trained the network of this canonical form, if any.
+        (Two workers may still train one network at once; the second then trains it again.)"""
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         for other in trial.study.get_trials(deepcopy=False, states=states):
-            if records.arch(other) == arch and records.trained(other):
+            if records.canonical(other) == canonical and records.trained(other):
                 return other
         return None
 
     def _reuse(
         self, trial: optuna.Trial, original: optuna.trial.FrozenTrial
     ) -> float | tuple[float, ...]:
-        """Give the trial the result of `original`, an earlier trial of the same architecture."""
+        """Give the trial the result of `original`, an earlier trial of the same network."""
         self._store(lambda: records.write_reuse(trial, original))
         if original.state == optuna.trial.TrialState.PRUNED:
             reason = f"same architecture as trial {original.number}, which was pruned"

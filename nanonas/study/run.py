@@ -139,6 +139,7 @@ def optimize(
         search_space=space.distributions(config.widths),
         seed=seed,
         population_size=config.population_size,
+        canonical=space.canonical,
     )
 
     progress = Progress(config, n_trials=n_trials)

@@ -16,7 +16,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from nanonas import space
-from nanonas.samplers import CatCmaSampler, EvolutionSampler
+from nanonas.samplers import CatCmaSampler, EvolutionSampler, LocalSearchSampler
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -25,6 +25,9 @@ BEST["width"] = 64
 SAMPLERS = {
     "cmaes": lambda seed, **kw: CatCmaSampler(search_space=space.distributions(), seed=seed, **kw),
     "evolution": lambda seed, **kw: EvolutionSampler(
+        search_space=space.distributions(), seed=seed, **kw
+    ),
+    "local": lambda seed, **kw: LocalSearchSampler(
         search_space=space.distributions(), seed=seed, **kw
     ),
 }

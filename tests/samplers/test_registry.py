@@ -9,7 +9,14 @@ import pytest
 
 from nanonas import space
 from nanonas.errors import ConfigError
-from nanonas.samplers import REPLAYABLE, SAMPLERS, CatCmaSampler, EvolutionSampler, make
+from nanonas.samplers import (
+    REPLAYABLE,
+    SAMPLERS,
+    CatCmaSampler,
+    EvolutionSampler,
+    LocalSearchSampler,
+    make,
+)
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
@@ -28,6 +35,7 @@ def test_nanonas_samplers_are_the_replayable_ones():
     }
     assert isinstance(built["cmaes"], CatCmaSampler)
     assert isinstance(built["evolution"], EvolutionSampler)
+    assert isinstance(built["local"], LocalSearchSampler)
     nsga2 = make("nsga2", search_space=space.distributions(), seed=0, population_size=6)
     assert isinstance(nsga2, optuna.samplers.NSGAIISampler)
 

@@ -10,6 +10,10 @@ from nanonas import records, space
 from nanonas.model import NanoNet, count_flops, count_params
 from nanonas.study import best_trials, run, summary
 
+# Two encodings of one network: zeros moved within their stage.
+ZEROS_LAST = space.Architecture.parse("w8:conv3x3,skip,zero,zero/sep_conv3x3,zero,zero,zero")
+ZEROS_MOVED = space.Architecture.parse("w8:zero,conv3x3,zero,skip/zero,sep_conv3x3,zero,zero")
+
 
 @pytest.mark.parametrize("pruner", ["median", "sha"])
 def test_single_objective_pruning_stops_a_weak_trial_early(tmp_path, pruner):
@@ -98,6 +102,32 @@ def test_a_duplicate_architecture_is_not_trained_twice(tmp_path, monkeypatch):
     assert again.user_attrs["val_acc"] == first.user_attrs["val_acc"]
     assert best_trials(study) != [again]  # the original stands for both
     assert "1 reused a duplicate's result" in summary(study)
+
+
+def test_an_equivalent_encoding_is_the_same_network_and_is_not_trained_again(tmp_path, monkeypatch):
+    """Zeros moved within a stage build the same network: it reuses the first one's result."""
+    trained = CountingTrain(monkeypatch)
+    first, moved = ZEROS_LAST, ZEROS_MOVED
+    config = tiny(tmp_path, n_trials=3, epochs=1, pruner="none", sampler="random")
+    study_with_queue(config, [first, moved, WEAK])
+    study = run(config)
+    assert trained.archs == [str(first), str(WEAK)]
+    again = study.trials[1]
+    assert again.user_attrs["arch"] == str(moved) and again.user_attrs["reused_from"] == 0
+    assert again.user_attrs["canonical"] == str(first.canonical()) == records.canonical(again)
+    assert again.value == study.trials[0].value
+
+
+@pytest.mark.parametrize("sampler", ["evolution", "cmaes", "random"])
+def test_a_sequential_run_never_trains_one_network_twice(tmp_path, monkeypatch, sampler):
+    """Width 8 alone, so the samplers' search is over the ops; random search proposes
+    duplicates by chance, nanonas's own avoid them: either way nothing trains twice."""
+    trained = CountingTrain(monkeypatch)
+    config = tiny(tmp_path, n_trials=8, epochs=1, pruner="none", sampler=sampler)
+    study_with_queue(config, [ZEROS_MOVED, ZEROS_LAST])
+    run(config)
+    canon = [str(space.Architecture.parse(a).canonical()) for a in trained.archs]
+    assert len(canon) == len(set(canon))
 
 
 def test_a_duplicate_of_a_pruned_trial_is_pruned_without_training(tmp_path, monkeypatch):
