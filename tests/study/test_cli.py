@@ -95,7 +95,7 @@ def test_config_file_with_flags_over_it(tmp_path):
     default = config_from_args(
         ["--config", str(ROOT / "nanonas" / "studies" / "cifar10-nsga2.toml")]
     )
-    assert default == StudyConfig()  # the preset writes out the defaults
+    assert default == StudyConfig(sampler="nsga2")  # the defaults, with NSGA-II
     bad = tmp_path / "bad.toml"
     bad.write_text('sampler = "nsga2"\nepoch = 3\n')
     with pytest.raises(ConfigError, match="unknown key 'epoch'.*valid: .*epochs"):
@@ -108,7 +108,7 @@ def test_built_in_presets_by_name_and_switches_over_them(tmp_path, monkeypatch):
     assert config_from_args(["--config", "quick"]) == config_from_args(
         ["--config", str(ROOT / "nanonas" / "studies" / "quick.toml")]
     )
-    assert config_from_args(["--config", "cifar10-nsga2"]) == StudyConfig()
+    assert config_from_args(["--config", "cifar10-nsga2"]) == StudyConfig(sampler="nsga2")
     assert config_from_args(["--config", "cifar10-pareto"]).objectives == ("accuracy", "params")
     (tmp_path / "mine.toml").write_text("compile = true\nprogress = false\n")
     assert config_from_args(["--config", "mine.toml"]).compile is True
