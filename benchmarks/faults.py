@@ -125,6 +125,19 @@ def _wait_for_training(url: str, name: str, proc: subprocess.Popen) -> None:
         time.sleep(0.05)
 
 
+def _wait_for_running(url: str, name: str, n: int, proc: subprocess.Popen) -> None:
+    """Until `n` trials are training (sampled, RUNNING): a storage gone for good then leaves
+    each process's trial RUNNING, and its line must name it. (Between two trials a process has
+    none running, and its line says that instead.)"""
+    storage = open_storage(url)
+    while proc.poll() is None:
+        study = optuna.load_study(study_name=name, storage=storage)
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if sum("arch" in t.user_attrs for t in running) >= n:
+            return
+        time.sleep(0.05)
+
+
 def _every(seconds: float, times: int, proc: subprocess.Popen, act: Callable[[], bool]) -> int:
     done = 0
     while done < times and proc.poll() is None:
@@ -153,6 +166,8 @@ def run_case(case: str, kind: str, *, n_trials: int = 12) -> dict:
         _wait_for_trials(url, name, 2, proc)
         if case == "lost":
             _wait_for_training(url, name, proc)
+        if case in GONE:
+            _wait_for_running(url, name, workers, proc)
         fault_at = time.monotonic()
         if case == "drops":
             faults = _every(1.0, 20, proc, lambda: proxy.drop() > 0)

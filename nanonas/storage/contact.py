@@ -45,6 +45,11 @@ T = TypeVar("T")
 
 _TICK = 0.5  # seconds between the watchdog's checks
 _MAX_BACKOFF = 2.0  # seconds between two tries of a call that keeps failing
+# A fault this soon after an outage ended, that itself ends this quickly, is that outage's
+# tail: a connection it broke, used only now (checked out across it, so no pre-ping saw it),
+# or a reconnect caught in its last moments. It gets no line of its own.
+_AFTERMATH = 10.0  # seconds after the end of the last outage
+_BLIP = 2.0  # seconds the tail itself lasts at most
 
 
 class Contact:
@@ -91,7 +96,10 @@ class Contact:
         with self._lock:
             self._last_ok = time.monotonic()
             if self._failing_since is not None:
-                self._outages.append((self._why, self._last_ok - self._failing_since))
+                seconds = self._last_ok - self._failing_since
+                tail = self._failing_since - self._calm_start < _AFTERMATH and seconds < _BLIP
+                if not tail:
+                    self._outages.append((self._why, seconds))
                 self._failing_since = None
                 self._calm_start = self._last_ok
 

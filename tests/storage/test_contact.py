@@ -14,6 +14,7 @@ import sqlalchemy.exc
 from conftest import server
 
 from nanonas.storage import ConnectionLost, Contact, fault, open_storage
+from nanonas.storage import contact as contact_module
 from nanonas.storage.proxy import Proxy
 
 TIMEOUT = 2.0  # the contact's timeout in these tests: seconds of silence before "gone"
@@ -75,6 +76,35 @@ def test_outage_lines_and_calm(sqlite_contact):
     assert contact.outage() is None  # said once
     assert 0 <= contact.calm_for() < 1
     assert gone.calls == []
+
+
+def test_a_short_fault_soon_after_an_outage_is_its_tail_with_no_line(sqlite_contact):
+    contact, gone = sqlite_contact
+    contact.failed(_dropped())
+    time.sleep(0.1)
+    contact.ok()
+    assert "answered again after" in contact.outage()
+    contact.failed(_dropped())  # a connection the outage broke, used only now
+    contact.ok()
+    assert contact.outage() is None
+    assert contact.calm_for() < 1
+
+
+def test_a_short_fault_long_after_an_outage_has_its_line(sqlite_contact, monkeypatch):
+    contact, _ = sqlite_contact
+    monkeypatch.setattr(contact_module, "_AFTERMATH", 0.2)
+    contact.failed(_dropped())
+    contact.ok()
+    assert contact.outage() is not None
+    time.sleep(0.3)
+    contact.failed(_dropped())
+    contact.ok()
+    assert "answered again after 0.0 s" in contact.outage()
+    monkeypatch.setattr(contact_module, "_BLIP", 0.05)  # a long fault, however soon, has one
+    contact.failed(_dropped())
+    time.sleep(0.1)
+    contact.ok()
+    assert "answered again after 0.1 s" in contact.outage()
 
 
 def test_gone_is_called_once_after_timeout_of_failing(sqlite_contact):
