@@ -11,31 +11,16 @@ data sizes and which test split, the study and trial it came from, library versi
 
 from __future__ import annotations
 
-import platform
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import optuna
-import torch
+from nanonas.study.recipe import versions
 
 __all__ = ["library_versions", "markdown"]
 
 
 def library_versions() -> dict[str, str]:
-    def of(package: str) -> str:
-        try:
-            return version(package)
-        except PackageNotFoundError:
-            return "not installed"
-
-    return {
-        "python": platform.python_version(),
-        "nanonas": of("nanonas"),
-        "torch": str(torch.__version__),  # a TorchVersion, which weights_only loading refuses
-        "optuna": optuna.__version__,
-        "onnx": of("onnx"),
-        "onnxscript": of("onnxscript"),
-    }
+    """The versions a study records, and the ONNX exporter's."""
+    return versions("onnx", "onnxscript")
 
 
 def markdown(card: dict[str, Any]) -> str:

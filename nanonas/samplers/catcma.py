@@ -28,7 +28,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nanonas import pareto
 from nanonas.samplers.history import (
-    RESAMPLES,
     Arch,
     RankKey,
     Space,
@@ -117,11 +116,9 @@ class CatCmaSampler(SpaceSampler):
         items = [(t.number, arch, rank_key(t, signs)) for t, arch in history]
         optimizer = copy.deepcopy(self._replay(items, self._new_cma, self._tell_chunk, 1))
         optimizer.reseed_rng(int(rng.randint(2**31)))
-        for _ in range(RESAMPLES):
-            arch = tuple(int(i) for i in optimizer.ask().c.argmax(axis=1))
-            if self._space.canon(arch) not in taken:
-                break
-        return self._space.untaken(arch, taken, rng)
+        return self._space.draw_untaken(
+            lambda: tuple(int(i) for i in optimizer.ask().c.argmax(axis=1)), taken, rng
+        )
 
     def _tell_chunk(self, optimizer: CatCMAwM, chunk: tuple[Any, ...]) -> None:
         order = sorted(range(len(chunk)), key=lambda i: chunk[i][2])  # stable: number order
@@ -173,11 +170,7 @@ class CatCmaSampler(SpaceSampler):
             else como.current_kernel_id
         ]
         kernel.reseed_rng(int(rng.randint(2**31)))
-        for _ in range(RESAMPLES):
-            arch = _arch_of(kernel.ask().c)
-            if self._space.canon(arch) not in taken:
-                break
-        return self._space.untaken(arch, taken, rng)
+        return self._space.draw_untaken(lambda: _arch_of(kernel.ask().c), taken, rng)
 
     def _feed(self, como: _Como, chunk: tuple[Any, ...]) -> None:
         for _, arch, key, values in chunk:

@@ -19,7 +19,6 @@ from optuna.trial import FrozenTrial
 
 from nanonas import pareto
 from nanonas.samplers.history import (
-    RESAMPLES,
     Arch,
     Space,
     SpaceSampler,
@@ -68,38 +67,19 @@ class EvolutionSampler(SpaceSampler):
                 f"got {sample_size!r}"
             )
         self._sample_size = sample_size
-        self._sizes = self._space.sizes
 
     def _propose(self, study, trial, trials, history, taken, rng):  # see SpaceSampler
         space = self._space
         if len(history) < self._population_size:
-            for _ in range(RESAMPLES):
-                arch = tuple(int(rng.randint(k)) for k in self._sizes)
-                if space.canon(arch) not in taken:
-                    break
-            return space.untaken(arch, taken, rng)
+            return space.random_untaken(taken, rng)
         population = history[-self._population_size :]
         picks = rng.choice(len(population), self._sample_size, replace=False)
         parent = self._best([population[i] for i in picks], pareto.signs(study.directions), rng)
-        # Real et al.'s mutation: a parameter drawn uniformly, then a new value for it drawn
-        # uniformly, so every parameter changes equally often whatever its number of choices.
-        # Drawn among the one-change neighbours whose network is untaken, each weighted by the
-        # chance that mutation gives it.
-        neighbours, weights = [], []
-        for i, k in enumerate(self._sizes):
-            for choice in range(k):
-                child = parent[:i] + (choice,) + parent[i + 1 :]
-                if choice != parent[i] and space.canon(child) not in taken:
-                    neighbours.append(child)
-                    weights.append(self._weight(k))
-        if not neighbours:  # every one-change neighbour is taken: the nearest untaken one
+        # Real et al.'s mutation, among the one-change neighbours whose network is untaken.
+        child = space.neighbour(parent, taken, rng)
+        if child is None:  # every one-change neighbour is taken: the nearest untaken one
             return space.untaken(parent, taken, rng)
-        p = np.asarray(weights) / sum(weights)
-        return neighbours[rng.choice(len(neighbours), p=p)]
-
-    def _weight(self, choices: int) -> float:
-        """How likely mutation gives one neighbour that changes a parameter of `choices`."""
-        return 1.0 / (choices - 1)
+        return child
 
     @staticmethod
     def _best(

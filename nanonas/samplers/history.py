@@ -143,6 +143,38 @@ class Space:
             self._canon_cache[arch] = found
         return found
 
+    def draw_untaken(
+        self, draw: Callable[[], Arch], taken: set[Arch], rng: np.random.RandomState
+    ) -> Arch:
+        """`draw()` again until its network is untaken (RESAMPLES tries), then the last draw
+        or the untaken one nearest to it."""
+        for _ in range(RESAMPLES):
+            arch = draw()
+            if self.canon(arch) not in taken:
+                break
+        return self.untaken(arch, taken, rng)
+
+    def random_untaken(self, taken: set[Arch], rng: np.random.RandomState) -> Arch:
+        """A uniformly drawn architecture whose network is untaken (see draw_untaken)."""
+        return self.draw_untaken(lambda: tuple(int(rng.randint(k)) for k in self.sizes), taken, rng)
+
+    def neighbour(self, centre: Arch, taken: set[Arch], rng: np.random.RandomState) -> Arch | None:
+        """A one-change neighbour of `centre` whose network is untaken, drawn as Real et al.'s
+        mutation draws (a parameter uniformly, then a new value for it uniformly, so every
+        parameter changes equally often whatever its number of choices); None if all are
+        taken."""
+        neighbours, weights = [], []
+        for i, k in enumerate(self.sizes):
+            for choice in range(k):
+                child = centre[:i] + (choice,) + centre[i + 1 :]
+                if choice != centre[i] and self.canon(child) not in taken:
+                    neighbours.append(child)
+                    weights.append(1.0 / (k - 1))
+        if not neighbours:
+            return None
+        p = np.asarray(weights) / sum(weights)
+        return neighbours[rng.choice(len(neighbours), p=p)]
+
     def untaken(self, arch: Arch, taken: set[Arch], rng: np.random.RandomState) -> Arch:
         """`arch` if its network is not taken, else an untaken one nearest to it (fewest
         parameters changed, drawn uniformly among those); `arch` itself only when every

@@ -18,7 +18,6 @@ from optuna.distributions import CategoricalDistribution
 
 from nanonas import pareto
 from nanonas.samplers.history import (
-    RESAMPLES,
     Arch,
     Space,
     SpaceSampler,
@@ -57,27 +56,15 @@ class LocalSearchSampler(SpaceSampler):
         self._space = Space(search_space, "LocalSearchSampler", canonical)
         self._seed = check_seed(seed)
         self._n_startup = check_int("n_startup", n_startup, 1)
-        self._sizes = self._space.sizes
 
     def _propose(self, study, trial, trials, history, taken, rng):  # see SpaceSampler
         space = self._space
         if len(history) < self._n_startup:
-            for _ in range(RESAMPLES):
-                arch = tuple(int(rng.randint(k)) for k in self._sizes)
-                if space.canon(arch) not in taken:
-                    break
-            return space.untaken(arch, taken, rng)
+            return space.random_untaken(taken, rng)
         for centre in self._centres(history, pareto.signs(study.directions), rng):
-            neighbours, weights = [], []
-            for i, k in enumerate(self._sizes):
-                for choice in range(k):
-                    child = centre[:i] + (choice,) + centre[i + 1 :]
-                    if choice != centre[i] and space.canon(child) not in taken:
-                        neighbours.append(child)
-                        weights.append(1.0 / (k - 1))
-            if neighbours:
-                p = np.asarray(weights) / sum(weights)
-                return neighbours[rng.choice(len(neighbours), p=p)]
+            child = space.neighbour(centre, taken, rng)
+            if child is not None:
+                return child
         best = self._centres(history, pareto.signs(study.directions), rng)[0]
         return space.untaken(best, taken, rng)  # every neighbourhood is spent
 

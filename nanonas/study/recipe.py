@@ -39,7 +39,7 @@ from nanonas.errors import ConfigError
 from nanonas.study.config import OPTIONS, StudyConfig
 from nanonas.train import TrainConfig
 
-__all__ = ["check", "join", "make", "record_creation", "split_seed"]
+__all__ = ["check", "join", "make", "record_creation", "split_seed", "versions"]
 
 # The fields of TrainConfig that shape the result; the rest say how it runs (device, layout, ...).
 _TRAINING = ("warmup_epochs", "momentum", "weight_decay", "label_smoothing", "augment", "cutout")
@@ -117,7 +117,7 @@ def record_creation(
             "classes": train_set.num_classes,
             "image_size": train_set.image_size,
         },
-        versions=_versions(),
+        versions=versions(),
     )
 
 
@@ -127,7 +127,7 @@ def join(study: optuna.Study, config: StudyConfig, *, role: str) -> str:
     # and the second entry replaced the first.
     now = datetime.datetime.now(datetime.timezone.utc)
     started = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
-    entry = {"role": role, "settings": config.public(), "versions": _versions()}
+    entry = {"role": role, "settings": config.public(), "versions": versions()}
     return records.add_run(
         study, started=started, host=socket.gethostname(), pid=os.getpid(), entry=entry
     )
@@ -164,7 +164,8 @@ def _show(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
-def _versions() -> dict[str, str]:
+def versions(*packages: str) -> dict[str, str]:
+    """Python's, nanonas's, torch's and optuna's versions, and those of `packages`."""
     from importlib.metadata import PackageNotFoundError, version
 
     def of(package: str) -> str:
@@ -176,6 +177,6 @@ def _versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
         "nanonas": of("nanonas"),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a TorchVersion, which weights_only loading refuses
         "optuna": optuna.__version__,
-    }
+    } | {package: of(package) for package in packages}
