@@ -254,7 +254,7 @@ def reasons(trial: FrozenTrial) -> list[str]:
     attrs = trial.user_attrs
     said = [attrs[key] for key in ("fail_reason", "prune_reason", "infeasible") if key in attrs]
     if "reused_from" in attrs:
-        said.append(f"result of trial {attrs['reused_from']}, same architecture")
+        said.append(f"result of trial {attrs['reused_from']}, same network")
     return said
 
 

@@ -99,12 +99,12 @@ def test_reasons_and_trained():
     assert records.trained(study.trials[0]) and records.last_acc(study.trials[0]) == 0.2
     dup = study.ask()
     records.write_reuse(dup, study.trials[0])
-    records.write_pruned(dup, "same architecture as trial 0, which was pruned")
+    records.write_pruned(dup, "same network as trial 0, which was pruned")
     study.tell(dup, state=optuna.trial.TrialState.PRUNED)
     assert not records.trained(study.trials[1])
     assert records.reasons(study.trials[1]) == [
-        "same architecture as trial 0, which was pruned",
-        "result of trial 0, same architecture",
+        "same network as trial 0, which was pruned",
+        "result of trial 0, same network",
     ]
 
 

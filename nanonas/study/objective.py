@@ -250,7 +250,7 @@ class Objective:
         """Give the trial the result of `original`, an earlier trial of the same network."""
         self._store(lambda: records.write_reuse(trial, original))
         if original.state == optuna.trial.TrialState.PRUNED:
-            reason = f"same architecture as trial {original.number}, which was pruned"
+            reason = f"same network as trial {original.number}, which was pruned"
             self._store(lambda: records.write_pruned(trial, reason))
             self.outcome = ("pruned", reason)
             raise optuna.TrialPruned(reason)

@@ -149,7 +149,7 @@ def test_a_duplicate_of_a_pruned_trial_is_pruned_without_training(tmp_path, monk
     assert trained.archs == []
     again = study.trials[1]
     assert again.state == optuna.trial.TrialState.PRUNED
-    assert again.user_attrs["prune_reason"] == "same architecture as trial 0, which was pruned"
+    assert again.user_attrs["prune_reason"] == "same network as trial 0, which was pruned"
 
 
 def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path):
