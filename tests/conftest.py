@@ -110,3 +110,20 @@ def exported(single, tmp_path_factory):
     from tiny_export import make_export
 
     return make_export(single, tmp_path_factory.mktemp("exports") / "best")
+
+
+# Studies for tests/dashboard and tests/report (tests/dashboard_studies.py).
+
+
+@pytest.fixture(scope="session")
+def dash_single(tmp_path_factory):
+    from dashboard_studies import make
+
+    return make(tmp_path_factory.mktemp("dash-single"), objectives=("accuracy",))
+
+
+@pytest.fixture(scope="session")
+def dash_pareto(tmp_path_factory):
+    from dashboard_studies import make
+
+    return make(tmp_path_factory.mktemp("dash-pareto"), objectives=("accuracy", "params"))
