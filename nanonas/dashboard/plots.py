@@ -29,6 +29,7 @@ from nanonas.space import BLOCKS_PER_STAGE, OP_NAMES
 
 __all__ = [
     "FIGURES",
+    "MAX_CURVES",
     "Refresher",
     "best_so_far",
     "curves",
@@ -47,6 +48,7 @@ FIGURES: dict[str, str] = {
     "nanonas-ops": "Op frequency per block among the best",
     "nanonas-best": "Best accuracy so far",
 }
+MAX_CURVES = 1000  # more lines than this are a blur on screen and megabytes in the storage
 _COLOURS = {"COMPLETE": "#1f77b4", "PRUNED": "#ff7f0e", "FAIL": "#d62728", "RUNNING": "#2ca02c"}
 
 
@@ -83,20 +85,25 @@ def _hover(trial: FrozenTrial) -> str:
 
 
 def curves(trials: Sequence[FrozenTrial]) -> go.Figure:
-    """One line per trial that trained (its own curve), coloured by its state. One trace per
-    state, the trials separated by gaps: tens of thousands of traces would stall the browser."""
+    """One line per trial that trained (its own curve), coloured by its state; the latest
+    MAX_CURVES only. One trace per state, the trials separated by gaps: thousands of traces
+    would stall the browser. optuna-dashboard stores a figure as study attributes of 2 KB each,
+    one write apiece, so the hover says only the trial's number (the Pareto plot has its
+    architecture) and accuracies are rounded."""
+    drawn = [t for t in trials if records.trained(t)]
+    shown = sorted(drawn, key=lambda t: t.number)[-MAX_CURVES:]
     fig = go.Figure()
     for state, colour in _COLOURS.items():
         xs: list[int | None] = []
         ys: list[float | None] = []
         text: list[str | None] = []
-        for t in trials:
-            if t.state.name != state or not records.trained(t):
+        for t in shown:
+            if t.state.name != state:
                 continue
             accuracies = records.curve(t)
             xs += [*range(1, len(accuracies) + 1), None]
-            ys += [*accuracies, None]
-            text += [_hover(t)] * len(accuracies) + [None]
+            ys += [*(round(a, 4) for a in accuracies), None]
+            text += [f"trial {t.number}"] * len(accuracies) + [None]
         if xs:
             fig.add_trace(
                 go.Scatter(
@@ -111,9 +118,9 @@ def curves(trials: Sequence[FrozenTrial]) -> go.Figure:
                     hovertemplate="%{text}<br>epoch %{x}: %{y:.4f}<extra></extra>",
                 )
             )
-    fig.update_layout(
-        title=FIGURES["nanonas-curves"], xaxis_title="epoch", yaxis_title="val_acc"
-    )
+    if len(shown) < len(drawn):
+        _note(fig, f"the latest {len(shown)} of {len(drawn)} trained trials")
+    fig.update_layout(title=FIGURES["nanonas-curves"], xaxis_title="epoch", yaxis_title="val_acc")
     return fig
 
 

@@ -39,6 +39,7 @@ import torch
 from optuna.trial import FrozenTrial
 
 from nanonas import data, records, samplers, space, workers
+from nanonas.dashboard import plots
 from nanonas.errors import DiskFull, DivergedError, NanonasError, StorageGone
 from nanonas.storage import (
     Contact,
@@ -156,6 +157,11 @@ def optimize(
         study, contact, interval=config.heartbeat_interval, current=lambda: objective.trial
     )
     counted: set[int] = set()
+    # The study's plots (nanonas.dashboard.plots) are drawn from all of its trials, so one
+    # process refreshing them shows every worker's: with --workers N only worker 0 does, since
+    # N refreshers would write the same figures N times (and contend as writers on SQLite).
+    # The supervisor saves them once more when every worker is done.
+    refresher = plots.Refresher(save=lambda: plots.save(study)) if worker == 0 else None
 
     def done(study: optuna.Study, trial: FrozenTrial) -> None:
         objective.trial = None  # finished: nothing left to beat for
@@ -163,6 +169,8 @@ def optimize(
             return
         counted.add(trial.number)
         progress.trial_done(study, trial)
+        if refresher is not None:
+            refresher.trial_done()
         if on_trial is not None:
             on_trial()
 
@@ -205,6 +213,8 @@ def optimize(
                 outage = contact.outage()  # absorbed by retries: the trial went on
                 if outage is not None:
                     _warn(f"{outage}; nothing was lost")
+        if refresher is not None and config.workers == 1:
+            refresher.finish()
     finally:
         liveness.stop()
         contact.close()
@@ -275,7 +285,9 @@ def _run_workers(config: StudyConfig) -> optuna.Study:
         raise StorageGone()
     if code != 0:
         raise NanonasError(f"a worker failed (exit code {code}); the others were stopped")
-    return optuna.load_study(study_name=config.name, storage=open_storage(config.storage))
+    study = optuna.load_study(study_name=config.name, storage=open_storage(config.storage))
+    plots.save(study)  # the last refresh: worker 0 saw only its own trials finish
+    return study
 
 
 def _worker(config: StudyConfig, index: int, quota: int, done: Any, said: Any) -> None:
