@@ -1,0 +1,14 @@
+"""What a study shows in optuna-dashboard: a picture and a note per trial, uploaded as it runs.
+
+    svg = architecture_svg(arch)          # nanonas.dashboard.picture
+    text = trial_note(frozen_trial)       # nanonas.dashboard.note: Markdown
+    optuna-dashboard sqlite:///nanonas.db --artifact-dir nanonas-artifacts
+
+nanonas.dashboard.artifacts decides where the pictures go and uploads them with the notes.
+"""
+
+from __future__ import annotations
+
+from nanonas.dashboard.picture import architecture_svg
+
+__all__ = ["architecture_svg"]
