@@ -27,7 +27,7 @@ from torch import nn
 from nanonas.model import NanoNet
 from nanonas.space import OPS, Architecture
 
-__all__ = ["architecture_svg"]
+__all__ = ["architecture_svg", "block_params"]
 
 _WIDTH = 460  # px of the whole picture
 _BOX_X, _BOX_W = 70, 300  # the column of boxes
@@ -50,6 +50,14 @@ _FIXED = ("#f4f4f4", "#555555")  # stem, reduction, classifier
 
 def _params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def block_params(arch: Architecture) -> list[int]:
+    """The parameters of each block, stage 1 then stage 2, as nanonas.model builds them (they do
+    not depend on the number of classes or input channels)."""
+    with torch.device("meta"):
+        net = NanoNet(arch)
+    return [_params(block) for block in (*net.stage1, *net.stage2)]
 
 
 def architecture_svg(arch: Architecture, *, num_classes: int = 10, in_channels: int = 3) -> str:
