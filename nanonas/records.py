@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 __all__ = [
+    "METRIC_NAMES",
     "OBJECTIVES",
     "SIZE_KEYS",
     "STUDY_KEYS",
@@ -121,7 +122,9 @@ _EXPORT_PREFIX = "export:"  # + <time>, one key per export
 # also trial attributes (SIZE_KEYS).
 OBJECTIVES: dict[str, str] = {"accuracy": "maximize", "params": "minimize", "flops": "minimize"}
 SIZE_KEYS = ("params", "flops")
-
+# objective name -> the name the study gives its values (`study.set_metric_names`), which is
+# what optuna-dashboard labels its axes with: the trial attribute each value comes from.
+METRIC_NAMES: dict[str, str] = {"accuracy": "val_acc", "params": "params", "flops": "flops"}
 
 def _set(trial: optuna.Trial, key: str, value: Any) -> None:
     if not isinstance(value, TRIAL_KEYS[key]) or isinstance(value, bool):

@@ -52,6 +52,7 @@ _METAVARS = {
     "seconds": "SECONDS",
     "text": "TEXT",
     "storage": "URL",
+    "folder": "DIR",
     "choice": "NAME",
     "choices": "NAMES",
     "widths": "WIDTHS",
@@ -126,5 +127,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 128 + signum
     print(summary(study))
-    print(next_steps(study, config.storage))
+    print(next_steps(study, config.storage, artifacts=config.artifacts))
     return 0

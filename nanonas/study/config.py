@@ -76,6 +76,7 @@ _KINDS: dict[str, _Kind] = {
     "switch": _Kind("must be true or false", lambda v: isinstance(v, bool), str),
     "text": _Kind("must be a string", lambda v: isinstance(v, str), str),
     "storage": _Kind("must be a string", lambda v: isinstance(v, str), str),
+    "folder": _Kind("must be a string", lambda v: isinstance(v, str), str),
     "widths": _Kind(
         "must be positive integers",
         lambda v: isinstance(v, tuple) and bool(v) and all(_is_int(w) and w >= 1 for w in v),
@@ -138,6 +139,13 @@ class StudyConfig:
         "where the study lives: a sqlite:///, postgresql://, mysql:// or redis:// URL, "
         "or a journal file (.log)",
         "storage",
+    )
+    artifacts: str = _option(
+        "",
+        "folder for each trial's architecture picture (optuna-dashboard --artifact-dir); "
+        "share it between machines",
+        "folder",
+        shown="<db>-artifacts beside an SQLite or journal file, else ./nanonas-artifacts",
     )
     study_name: str = _option(
         "", "the study to create or resume", "text", shown="nanonas-<dataset>-<objectives>"

@@ -41,6 +41,7 @@ import optuna
 import torch
 
 from nanonas import data, records, space
+from nanonas.dashboard.artifacts import Uploads
 from nanonas.errors import DivergedError
 from nanonas.model import NanoNet, count_flops, count_params
 from nanonas.pruning import EpochPruner
@@ -85,6 +86,7 @@ class Objective:
         progress: Progress,
         run: str,
         contact: Contact | None = None,
+        uploads: Uploads | None = None,
     ) -> None:
         self.config = config
         self.train_set = train_set
@@ -92,6 +94,7 @@ class Objective:
         self.progress = progress
         self.run = run  # the key of this process's run entry in the study
         self.contact = contact
+        self.uploads = uploads  # the dashboard's picture of each trial, if any
         # What nanonas.study.run needs to settle a trial after a fault: the trial in flight and,
         # once known, what it is to be told: ("values", v), ("pruned", why) or ("failed", why).
         self.trial: optuna.Trial | None = None
@@ -169,9 +172,14 @@ class Objective:
                 seed=seed,
             )
         )
+        if self.uploads is not None:  # now, so that the dashboard shows a RUNNING trial's picture
+            self.uploads.picture(trial, arch)
 
         # Every trial of a budgeted study carries the constraints (<= 0: within budget), so the
         # sampler learns from the feasible trials too. An over-budget network is never trained.
+        # optuna-dashboard 0.21 reads the old `constraints` system attr, while Optuna 5 writes
+        # `constraints:<key>`, so the dashboard does not see these; nanonas does not write
+        # private system attrs. It shows the `infeasible` user attr and the trial's note.
         over = []
         for key, limit in cfg.budgets.items():
             self._store(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -70,9 +69,8 @@ class Progress:
     def trial_done(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.trials.update(1)
         record = records.read(trial)
-        acc = record.val_acc[-1] if record.val_acc else math.nan
         line = (
-            f"trial {trial.number:>4}  {trial.state.name:<8}  acc {acc:.4f}  "
+            f"trial {trial.number:>4}  {trial.state.name:<8}  {_accuracy(record)}  "
             f"params {record.params or 0:>9,}  {record.arch}"
         )
         line += "".join(f"  ({why})" for why in records.reasons(trial))
@@ -82,6 +80,13 @@ class Progress:
     def close(self) -> None:
         self.epoch_bar.close()
         self.trials.close()
+
+
+def _accuracy(record: records.TrialRecord) -> str:
+    """The accuracy column of a trial's line: an over-budget trial's 0 is no accuracy."""
+    if record.infeasible is not None:
+        return "over budget"
+    return f"acc {record.val_acc[-1]:.4f}" if record.val_acc else "acc      -"
 
 
 @contextlib.contextmanager

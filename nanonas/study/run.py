@@ -30,6 +30,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +40,7 @@ import torch
 from optuna.trial import FrozenTrial
 
 from nanonas import data, records, samplers, space, workers
-from nanonas.dashboard import plots
+from nanonas.dashboard import artifacts, plots
 from nanonas.errors import DiskFull, DivergedError, NanonasError, StorageGone
 from nanonas.storage import (
     Contact,
@@ -77,6 +78,7 @@ def run(config: StudyConfig) -> optuna.Study:
     """Run `config.n_trials` more trials of the study `config` names and return the study.
     With `config.workers` > 1 the trials are shared out among that many worker processes."""
     try:
+        artifacts.prepare(config.artifacts, config.storage)  # an unwritable folder: one line
         if config.workers == 1:
             return optimize(open_search(config, role="main"))
         return _run_workers(config)
@@ -112,6 +114,10 @@ def open_search(config: StudyConfig, *, role: str, to_device: bool = True) -> Se
     recipe.record_creation(study, config, made, train_set, val_set)
     if existing is None:  # another process may have created it at the same moment
         recipe.check(study, config, made)
+    if study.metric_names is None:  # new, or made before nanonas named them: dashboard labels
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, and still so in 5.1
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([records.METRIC_NAMES[o] for o in config.objectives])
     key = recipe.join(study, config, role=role)
     if to_device:
         train_set, val_set = train_set.to(device), val_set.to(device)
@@ -150,8 +156,19 @@ def optimize(
         timeout=config.reconnect_timeout,
         on_gone=lambda why: _gone(config, objective, why, worker),
     )
+    uploads = artifacts.Uploads(
+        where=artifacts.folder(config.artifacts, config.storage),
+        num_classes=search.train_set.num_classes,
+        in_channels=search.train_set.images.shape[1],
+    )
     objective = Objective(
-        config, search.train_set, search.val_set, progress=progress, run=search.run, contact=contact
+        config,
+        search.train_set,
+        search.val_set,
+        progress=progress,
+        run=search.run,
+        contact=contact,
+        uploads=uploads,
     )
     liveness = Liveness(
         study, contact, interval=config.heartbeat_interval, current=lambda: objective.trial
@@ -164,11 +181,13 @@ def optimize(
     refresher = plots.Refresher(save=lambda: plots.save(study)) if worker == 0 else None
 
     def done(study: optuna.Study, trial: FrozenTrial) -> None:
-        objective.trial = None  # finished: nothing left to beat for
+        live, objective.trial = objective.trial, None  # finished: nothing left to beat for
         if trial.number in counted:  # told twice: once by Optuna, once after a fault
             return
         counted.add(trial.number)
         progress.trial_done(study, trial)
+        if live is not None and live.number == trial.number:  # save_note needs the live Trial
+            uploads.note(live, trial)
         if refresher is not None:
             refresher.trial_done()
         if on_trial is not None:

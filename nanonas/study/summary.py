@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import optuna
 
 from nanonas import pareto, records
+from nanonas.dashboard.artifacts import folder
 from nanonas.storage import check_url, mask
 
 __all__ = ["best_trials", "format_table", "next_steps", "summary"]
@@ -47,14 +48,16 @@ def format_table(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
     rows = [("trial", "val_acc", "params", "MFLOPs", "epochs", "seconds", "architecture")]
     for t in trials:
         r = records.read(t)
+        # Any trial may be shown: an over-budget one has no accuracy, only its placeholder 0.
+        acc = f"{r.val_acc[-1]:.4f}" if r.val_acc else "-"
         rows.append(
             (
                 str(r.number),
-                f"{r.val_acc[-1]:.4f}",
-                f"{r.params:,}",
-                f"{r.flops / 1e6:.1f}",
+                "over budget" if r.infeasible is not None else acc,
+                "-" if r.params is None else f"{r.params:,}",
+                "-" if r.flops is None else f"{r.flops / 1e6:.1f}",
                 str(len(r.val_acc)),
-                f"{r.train_seconds:.1f}",
+                "-" if r.train_seconds is None else f"{r.train_seconds:.1f}",
                 str(r.arch),
             )
         )
@@ -87,9 +90,10 @@ def summary(study: optuna.Study) -> str:
     return f"{head}\n{title}:\n{format_table(best)}"
 
 
-def next_steps(study: optuna.Study, storage: str) -> str:
-    """The commands to run next: the dashboard on this storage and the export of the best trial
-    (of a Pareto set, the most accurate; a budget picks another, see nanonas.export).
+def next_steps(study: optuna.Study, storage: str, *, artifacts: str = "") -> str:
+    """The commands to run next: the dashboard on this storage, with the run's artifact folder
+    (`artifacts` as --artifacts gave it: "" is the default folder), and the export of the best
+    trial (of a Pareto set, the most accurate; a budget picks another, see nanonas.export).
 
     The URL is the one nanonas opened, with its driver written out (postgresql+psycopg2://...):
     optuna-dashboard does not rewrite URLs, and a bare postgresql:// there would ask for
@@ -97,7 +101,12 @@ def next_steps(study: optuna.Study, storage: str) -> str:
     """
     url = mask(check_url(storage))
     shown = shlex.quote(url)
-    lines = ["next:", f"  optuna-dashboard {shown}    # browse the trials, curves, Pareto front"]
+    where = shlex.quote(str(folder(artifacts, storage)))
+    lines = [
+        "next:",
+        f"  optuna-dashboard {shown} --artifact-dir {where}    # browse the trials, their "
+        "architectures, curves, Pareto front",
+    ]
     best = best_trials(study)
     if best:
         top = max(best, key=lambda t: t.values[0])

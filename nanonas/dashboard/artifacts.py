@@ -1,0 +1,130 @@
+"""Where a study's per-trial pictures go, and the upload of each trial's picture and note.
+
+    where = prepare(config.artifacts, config.storage)   # in run(): checked before any trial
+    uploads = Uploads(where=folder(config.artifacts, config.storage), num_classes=10, in_channels=3)
+    uploads.picture(trial, arch)        # in the objective, as soon as the trial has its arch
+    uploads.note(trial, frozen_trial)   # in the optimize callback, once the trial has ended
+    optuna-dashboard sqlite:///nanonas.db --artifact-dir nanonas-artifacts
+
+The folder is `--artifacts DIR`, by default beside an SQLite or journal file (`nanonas.db` ->
+`nanonas-artifacts/`), else `./nanonas-artifacts`: a database is shared by machines that each
+have their own disk, so the run says once that pictures land on each machine's own disk unless
+`--artifacts` names a folder they share. Every process uploads the trials it runs.
+
+The picture is uploaded when the trial starts, not when it ends: optuna-dashboard then shows it
+while the trial is RUNNING, and Optuna refuses to attach an artifact to a finished trial anyway
+(its record lives in the trial's system attributes, which freeze when the trial ends). The note
+is written at the end, when the trial's outcome is known; optuna-dashboard keeps notes in the
+study's system attributes, so that works for a finished trial, but `save_note` takes only a live
+`optuna.Trial` (or a Study), so the callback passes the trial object the objective ran.
+
+Uploading is a view of the study, never part of its result: any error while drawing, writing the
+file or recording it in the storage is one warning line, and the trial and the run go on.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import optuna
+import optuna_dashboard
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.trial import FrozenTrial
+
+from nanonas.dashboard.note import trial_note
+from nanonas.dashboard.picture import architecture_svg
+from nanonas.errors import ConfigError
+from nanonas.space import Architecture
+from nanonas.storage.disk import file_of
+from nanonas.storage.urls import parse
+
+__all__ = ["DEFAULT_FOLDER", "Uploads", "folder", "prepare"]
+
+DEFAULT_FOLDER = "nanonas-artifacts"  # for a database storage, in the working directory
+
+
+def folder(artifacts: str, storage: str) -> Path:
+    """The artifact folder of a run: `artifacts` when given; beside the SQLite database or the
+    journal file of `storage` (`<name>-artifacts`); else ./nanonas-artifacts."""
+    if artifacts:
+        return Path(artifacts)
+    path = file_of(storage)
+    if path is not None:
+        file = Path(path)
+        return file.with_name(f"{file.stem}-artifacts")
+    return Path(DEFAULT_FOLDER)
+
+
+def prepare(artifacts: str, storage: str, *, warn: bool = True) -> Path:
+    """The run's artifact folder, created and checked writable before any trial runs.
+
+    An unwritable folder is a ConfigError naming it (one line, exit status 2). With `warn`, a
+    database storage without --artifacts gets one warning line: other machines' pictures land
+    on their own disks."""
+    where = folder(artifacts, storage)
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=where):  # mkdir succeeds on a read-only folder that exists
+            pass
+    except OSError as e:
+        flag = "--artifacts" if artifacts else "the artifact folder (--artifacts)"
+        raise ConfigError(
+            f"{flag} {str(where)!r} is not a writable folder ({e.strerror or e}); "
+            "pass --artifacts DIR with a folder this user can write"
+        ) from None
+    target = parse(storage)
+    if warn and not artifacts and target.kind != "journal" and target.sqlite_file is None:
+        _warn(
+            f"trial pictures go to {where.resolve()} on this machine; workers on other "
+            "machines keep theirs on their own disks unless all pass --artifacts DIR with a "
+            "shared folder"
+        )
+    return where
+
+
+class Uploads:
+    """Uploads one picture (at a trial's start) and one note (at its end) per trial into the
+    artifact folder and the study's storage; a failure is one warning line, never an error."""
+
+    def __init__(self, *, where: Path, num_classes: int, in_channels: int) -> None:
+        if num_classes < 2 or in_channels < 1:
+            raise ValueError(f"bad image shape: {num_classes} classes, {in_channels} channels")
+        self.folder = Path(where)
+        self._store = FileSystemArtifactStore(self.folder)
+        self._shape = {"num_classes": num_classes, "in_channels": in_channels}
+
+    def picture(self, trial: optuna.Trial, arch: Architecture) -> None:
+        """Draw `arch` and attach the SVG to the running `trial`."""
+        try:
+            svg = architecture_svg(arch, **self._shape)
+            # upload_artifact takes a file path; the name is what the dashboard lists.
+            with tempfile.TemporaryDirectory() as scratch:
+                path = Path(scratch) / f"trial-{trial.number}-architecture.svg"
+                path.write_text(svg, encoding="utf-8")
+                upload_artifact(
+                    artifact_store=self._store,
+                    file_path=str(path),
+                    study_or_trial=trial,
+                    mimetype="image/svg+xml",
+                )
+        except Exception as e:  # a picture is never worth a trial: say so and go on
+            _warn(f"trial {trial.number}: its architecture picture was not uploaded ({_why(e)})")
+
+    def note(self, trial: optuna.Trial, finished: FrozenTrial) -> None:
+        """Save the Markdown note of `finished` (the record of `trial` once it ended)."""
+        try:
+            optuna_dashboard.save_note(trial, trial_note(finished))
+        except Exception as e:
+            _warn(f"trial {finished.number}: its dashboard note was not saved ({_why(e)})")
+
+
+def _why(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    first = lines[0][:200] if lines else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def _warn(line: str) -> None:
+    print(f"nanonas: warning: {line}", file=sys.stderr, flush=True)
