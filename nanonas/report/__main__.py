@@ -1,0 +1,5 @@
+import sys
+
+from nanonas.report.cli import main
+
+sys.exit(main())
