@@ -66,7 +66,6 @@ __all__ = [
     "curve",
     "exports",
     "last_acc",
-    "objectives",
     "read",
     "reasons",
     "recipe",
@@ -345,15 +344,6 @@ def recipe(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
 def study_config(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
     """The settings of the run that created the study (the last run's, before nanonas 0.2)."""
     return _study_dict(attrs, "config")
-
-
-def objectives(attrs: Mapping[str, Any], count: int) -> list[str]:
-    """The names of a study's `count` objectives (accuracy, params, flops) from its recipe; for
-    a study without one, accuracy and then `objective <i>`."""
-    named = (recipe(attrs) or study_config(attrs) or {}).get("objectives")
-    if isinstance(named, list) and len(named) == count:
-        return [str(n) for n in named]
-    return ["accuracy", *(f"objective {i}" for i in range(1, count))]
 
 
 def study_space(attrs: Mapping[str, Any]) -> dict[str, Any]:

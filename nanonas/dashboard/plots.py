@@ -126,7 +126,7 @@ def curves(trials: Sequence[FrozenTrial]) -> go.Figure:
 
 def _size_key(study: optuna.Study) -> str:
     """The size on the x axis: the study's first size objective, else params."""
-    names = records.objectives(study.user_attrs, len(study.directions))
+    names = study.metric_names or []  # val_acc, params, flops (records.METRIC_NAMES)
     return next((n for n in names[1:] if n in records.SIZE_KEYS), "params")
 
 

@@ -1,3 +1,5 @@
+"""`python -m nanonas.report`: see nanonas.report.cli."""
+
 import sys
 
 from nanonas.report.cli import main

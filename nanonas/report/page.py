@@ -101,7 +101,8 @@ def _safe(name: str) -> str:
 
 
 def _counts(study: optuna.Study, trials: list[FrozenTrial]) -> str:
-    names = records.objectives(study.user_attrs, len(study.directions))
+    count = len(study.directions)
+    names = study.metric_names or [f"objective {i}" for i in range(count)]
     states = [t.state.name.lower() for t in trials]
     counts = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
     over = sum(not plots.feasible(t) for t in trials)

@@ -61,6 +61,10 @@ def test_the_page_has_the_best_trials_with_pictures_the_plots_and_the_recipe(
     assert len(re.findall(r"<script[^>]*src=", page)) == 0  # plotly inlined: works offline
     assert "<table id='recipe'>" in page and "<th>epochs</th><td>2</td>" in page
     assert "1 over budget (never trained)" in page
+    named = ", ".join(
+        f"{n} ({d.name.lower()})" for n, d in zip(study.metric_names, study.directions, strict=True)
+    )
+    assert f"Objectives: {named}." in page and "val_acc (maximize)" in named
 
 
 def test_importances_need_enough_results(dash_single, tmp_path, capsys):
