@@ -114,29 +114,52 @@ def test_a_run_saves_every_figure_at_the_end_and_a_save_overwrites(dash_single):
 
 
 class _Clock:
-    def __init__(self, step: float) -> None:
-        self.now, self.step = 0.0, step
+    """A clock that the test moves: a trial takes `trial` seconds, a save `save` seconds."""
+
+    def __init__(self, trial: float, save: float = 0.0) -> None:
+        self.now, self.trial, self.save = 0.0, trial, save
 
     def __call__(self) -> float:
-        self.now += self.step
         return self.now
 
 
-def test_the_refresher_saves_every_10_trials_and_at_the_end():
-    saved = []
-    refresher = plots.Refresher(save=lambda: saved.append(1), clock=_Clock(10.0))
-    for _ in range(25):
+def _run(refresher: plots.Refresher, clock: _Clock, trials: int) -> None:
+    for _ in range(trials):
+        clock.now += clock.trial
         refresher.trial_done()
+
+
+def _refresher(clock: _Clock, saved: list | None = None) -> plots.Refresher:
+    def save() -> None:
+        clock.now += clock.save
+        if saved is not None:
+            saved.append(clock.now)
+
+    return plots.Refresher(save=save, clock=clock)
+
+
+def test_the_refresher_saves_every_10_trials_and_at_the_end():
+    saved: list[float] = []
+    clock = _Clock(trial=10.0, save=0.1)
+    refresher = _refresher(clock, saved)
+    _run(refresher, clock, 25)
     assert refresher.saves == [10, 20]
     refresher.finish()
     assert refresher.saves == [10, 20, -1] and len(saved) == 3
 
 
 def test_the_refresher_waits_60_seconds_between_saves():
-    refresher = plots.Refresher(save=lambda: None, clock=_Clock(1.0))  # a trial a second
-    for _ in range(100):
-        refresher.trial_done()
+    clock = _Clock(trial=1.0)  # a trial a second
+    refresher = _refresher(clock)
+    _run(refresher, clock, 100)
     assert refresher.saves == [10, 70]
+
+
+def test_a_slow_save_spreads_the_next_ones_to_25_ms_a_trial():
+    clock = _Clock(trial=10.0, save=1.0)  # 1 s a save: 40 trials until the next
+    refresher = _refresher(clock)
+    _run(refresher, clock, 100)
+    assert refresher.saves == [10, 50, 90]
 
 
 def test_the_refresher_refuses_a_bad_setting():
