@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -59,7 +60,9 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="nanonas-dashboard-"))
     storage = f"sqlite:///{folder / 'bench.db'}"
     study = optuna.create_study(storage=storage, study_name="bench", direction="maximize")
-    study.set_metric_names(["val_acc"])
+    with warnings.catch_warnings():  # experimental since Optuna 3.2; nanonas calls it too
+        warnings.simplefilter("ignore")
+        study.set_metric_names(["val_acc"])
     uploads = artifacts.Uploads(where=artifacts.prepare("", storage), num_classes=10, in_channels=3)
     refresher = plots.Refresher(save=lambda: plots.save(study), seconds=0.0)
     parts: dict[str, list[float]] = {"picture": [], "note": [], "refresh": [], "total": []}
