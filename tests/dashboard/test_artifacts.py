@@ -68,7 +68,8 @@ def test_every_trial_gets_one_picture_and_one_note_beside_the_database(
     url = f"sqlite:///{tmp_path / 'db' / 's.db'}"
     config = _config(url, n_trials=3)
     # A study made by plain Optuna: no metric names yet, and three queued architectures.
-    made = optuna.create_study(storage=url, study_name=config.name, directions=["maximize", "minimize"])
+    directions = ["maximize", "minimize"]
+    made = optuna.create_study(storage=url, study_name=config.name, directions=directions)
     assert made.metric_names is None
     for arch in (SMALL, SAME, BIG):  # trained, the same network again, over budget
         made.enqueue_trial(arch.params())
