@@ -11,6 +11,7 @@ nanonas.dashboard.artifacts decides where the pictures go and uploads them with 
 
 from __future__ import annotations
 
+from nanonas.dashboard.note import trial_note
 from nanonas.dashboard.picture import architecture_svg
 
-__all__ = ["architecture_svg"]
+__all__ = ["architecture_svg", "trial_note"]

@@ -12,12 +12,14 @@ nanonas.records, so the note says what the trial's attributes say.
 from __future__ import annotations
 
 import math
-
-from optuna.trial import FrozenTrial
+from typing import TYPE_CHECKING
 
 from nanonas import records
 from nanonas.dashboard.picture import block_params
 from nanonas.space import BLOCKS_PER_STAGE
+
+if TYPE_CHECKING:  # the note only reads a trial; importing optuna here would slow the import
+    from optuna.trial import FrozenTrial
 
 __all__ = ["trial_note"]
 

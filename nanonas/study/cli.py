@@ -4,7 +4,7 @@
     python -m nanonas.study --config quick                   # synthetic data, under a minute
     python -m nanonas.study --objectives accuracy,params --n-trials 100
     python -m nanonas.study --sampler cmaes --max-params 300000   # never trains a bigger network
-    optuna-dashboard sqlite:///nanonas.db                    # watch it live
+    optuna-dashboard sqlite:///nanonas.db --artifact-dir nanonas-artifacts   # watch it live
 
 Every StudyConfig field is a flag (`n_trials` -> `--n-trials`; a switch such as `progress` gets
 `--progress` and `--no-progress`), with the help and default its declaration gives. Flags

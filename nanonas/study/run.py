@@ -8,7 +8,9 @@ The flow of one run: the data is loaded (a failure there touches no study), the 
 an existing study's recipe compared with this run's (a difference is refused before anything is
 written; nanonas.study.recipe), the study created if new, the training set split with the
 study's own split seed, this process's run entry recorded; then `study.optimize` calls the
-objective (nanonas.study.objective) for each trial. With --workers N, this process only opens
+objective (nanonas.study.objective) for each trial, which uploads the trial's architecture
+picture as it starts; the callback saves its dashboard note as it ends (nanonas.dashboard). The
+artifact folder is checked writable before anything else. With --workers N, this process only opens
 the study (so a mismatch or a download happens once) and supervises N worker processes
 (nanonas.workers), each of which opens the study and optimizes its share of the trials.
 

@@ -38,7 +38,7 @@ def test_cli_runs_a_real_study_into_sqlite(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "best trial:" in done.stdout and "architecture" in done.stdout
     # what to do next: the dashboard on this storage, the export of the best trial
-    assert "\n  optuna-dashboard sqlite:///s.db    #" in done.stdout
+    assert "\n  optuna-dashboard sqlite:///s.db --artifact-dir s-artifacts    #" in done.stdout
     assert (
         "python -m nanonas.export --storage sqlite:///s.db --study-name cli --trial " in done.stdout
     )
@@ -198,6 +198,7 @@ def test_every_flag_parses_into_its_field():
         "max_params": "100000",
         "max_flops": "5000000",
         "storage": "sqlite:///x.db",
+        "artifacts": "pics",
         "study_name": "s",
         "n_trials": "7",
         "timeout": "60.5",
@@ -224,7 +225,7 @@ def test_every_flag_parses_into_its_field():
     assert config.devices == (0, 1) and config.timeout == 60.5 and config.seed == -4
     assert config.max_params == 100000 and config.val_fraction == 0.2
     assert config.reconnect_timeout == 2.5 and config.heartbeat_interval == 9
-    assert config.compile is True and config.progress is False
+    assert config.compile is True and config.progress is False and config.artifacts == "pics"
 
 
 def test_a_diverged_trial_is_one_line_without_optunas_traceback(tmp_path):

@@ -31,6 +31,7 @@ BAD = {
     "batch_size": (-1, "batch-size must be a positive integer, got -1"),
     "lr": (float("nan"), "lr must be a finite number >= 0, got nan"),
     "device": (0, "device must be a string, got 0"),
+    "artifacts": (1, "artifacts must be a string, got 1"),
     "compile": (1, "compile must be true or false, got 1"),
     "population_size": (0, "population-size must be a positive integer, got 0"),
     "workers": (0, "workers must be a positive integer, got 0"),

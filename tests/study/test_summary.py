@@ -59,7 +59,9 @@ def test_next_steps_name_the_dashboard_and_the_export_of_the_best_trial(tmp_path
     url = f"sqlite:///{tmp_path / 'x.db'}"
     study = optuna.create_study(storage=url, study_name="s 1", direction="maximize")
     text = next_steps(study, url)
-    assert f"  optuna-dashboard {url}    #" in text and "nanonas.export" not in text
+    where = tmp_path / "x-artifacts"  # beside the database file, as the run put them
+    assert f"  optuna-dashboard {url} --artifact-dir {where}    #" in text
+    assert "nanonas.export" not in text
     attrs = {"arch": str(GOOD), "params": 10, "flops": 1e6, "val_acc": [0.5], "train_seconds": 1.0}
     study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs=attrs))
     text = next_steps(study, url)
@@ -67,3 +69,28 @@ def test_next_steps_name_the_dashboard_and_the_export_of_the_best_trial(tmp_path
     # a bare postgresql:// is shown with the driver nanonas installs, the password masked
     text = next_steps(study, "postgresql://u:secret@db/nas")
     assert "optuna-dashboard 'postgresql+psycopg2://u:***@db/nas'" in text and "secret" not in text
+    assert "--artifact-dir nanonas-artifacts" in text  # a database: the working directory
+    text = next_steps(study, url, artifacts="/shared/my pics")
+    assert "--artifact-dir '/shared/my pics'" in text
+
+
+def test_an_over_budget_trial_says_so_in_its_line_and_in_a_table(capsys):
+    from nanonas.study import StudyConfig, format_table
+    from nanonas.study.progress import Progress
+
+    study = optuna.create_study(direction="maximize")
+    why = "over budget (params 10 > 5); not trained"
+    attrs = {"arch": str(GOOD), "params": 10, "flops": 1e6, "infeasible": why}
+    study.add_trial(optuna.trial.create_trial(value=0.0, user_attrs=attrs))
+    attrs = {"arch": str(WEAK), "params": 4, "flops": 1e6, "val_acc": [0.5], "train_seconds": 1.0}
+    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs=attrs))
+    progress = Progress(StudyConfig(dataset="synthetic", n_trials=2))
+    for t in study.trials:
+        progress.trial_done(study, t)
+    progress.close()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("trial")]
+    assert "COMPLETE  over budget  params" in lines[0] and "nan" not in lines[0]
+    assert "COMPLETE  acc 0.5000  params" in lines[1]
+    table = format_table(study.trials).splitlines()
+    assert table[1].split()[:3] == ["0", "over", "budget"] and "nan" not in table[1]
+    assert table[2].split()[:3] == ["1", "0.5000", "4"]
