@@ -37,7 +37,9 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
+# Session scope and autouse: checked before the session's studies are made, so a machine
+# without a browser skips at once instead of training them first.
+@pytest.fixture(scope="session", autouse=True)
 def browser():
     reason = _missing()
     if reason is not None:
