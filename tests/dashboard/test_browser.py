@@ -122,6 +122,7 @@ def test_the_objectives_are_named(browser, pareto_board, single_board):
     page, _ = _open(browser, f"{base}/dashboard/studies/{study}")
     # The Pareto front's axis pickers name the objectives (not "Objective 0/1").
     page.wait_for_selector("#graph-pareto-front .main-svg", timeout=30_000)
+    page.wait_for_function("() => document.body.innerText.includes('Objective Y:')", timeout=30_000)
     body = page.inner_text("body")
     assert re.search(
         r"Objective X:[\s\u200b]*val_acc[\s\u200b]*Objective Y:[\s\u200b]*params", body
@@ -130,8 +131,11 @@ def test_the_objectives_are_named(browser, pareto_board, single_board):
     page.close()
     base, study = single_board
     page, _ = _open(browser, f"{base}/dashboard/studies/{study}")
-    page.wait_for_selector("#plot-history .main-svg", timeout=30_000)
-    assert "val_acc" in page.locator("#plot-history").inner_text()
+    # The plot is drawn empty first and redrawn once the trials load: wait for the axis title.
+    page.wait_for_function(
+        "() => (document.querySelector('#plot-history')?.innerText || '').includes('val_acc')",
+        timeout=30_000,
+    )
     page.close()
 
 
