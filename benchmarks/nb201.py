@@ -89,9 +89,9 @@ class PairMutation(EvolutionSampler):
 
 # Samplers the benchmark knows beyond the registry's (variants under comparison).
 VARIANTS = {
-    # Guided local search (LocalSearchSampler's defaults: guide 2, explore 0.2, 5 startup,
-    # gamma 0.25), the grid it was tuned on with seeds 100-129: local-g<guide>-e<explore x 10>-
-    # s<startup>-q<gamma x 100>; g0-e0-s10-q25 is the plain local search it replaced.
+    # Guided local search (LocalSearchSampler's guide), the grid it was tuned on with seeds
+    # 100-129: local-g<guide>-e<explore x 10>-s<startup>-q<gamma x 100>; g0-e0-s10-q25 is the
+    # plain local search, `local`.
     **{
         f"local-g{g}-e{e}-s{n}-q{q}": lambda *, search_space, seed, canonical, g=g, e=e, n=n, q=q, **_: (  # noqa: E501
             LocalSearchSampler(

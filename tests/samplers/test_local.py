@@ -49,7 +49,9 @@ def test_the_guide_weighs_each_choice_by_how_much_more_often_the_best_trials_cho
 def test_a_guided_search_climbs_from_the_best_trial_towards_its_choices(seed):
     # After 5 random trials, every proposal of a single-objective study is a one-change
     # neighbour of some finished trial or (explore) a guided draw; none repeats a network.
-    sampler = LocalSearchSampler(search_space=space.distributions(), seed=seed, explore=0.0)
+    sampler = LocalSearchSampler(
+        search_space=space.distributions(), seed=seed, n_startup=5, guide=3.0, explore=0.0
+    )
     study = optuna.create_study(sampler=sampler, direction="maximize")
     study.optimize(lambda t: float(sum(op.startswith("conv") for op in space.sample(t).ops)), 30)
     archs = [tuple(sorted(t.params.items())) for t in study.trials]
