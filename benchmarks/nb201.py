@@ -89,11 +89,25 @@ class PairMutation(EvolutionSampler):
 
 # Samplers the benchmark knows beyond the registry's (variants under comparison).
 VARIANTS = {
+    # Guided local search (LocalSearchSampler's guide), the grid it was tuned on with seeds
+    # 100-129: local-g<guide>-e<explore x 10>-s<startup>-q<gamma x 100>; g0-e0-s10-q25 is the
+    # plain local search, `local`.
     **{
-        f"local{n}": lambda *, search_space, seed, canonical, n=n, **_: LocalSearchSampler(
-            search_space=search_space, seed=seed, n_startup=n, canonical=canonical
+        f"local-g{g}-e{e}-s{n}-q{q}": lambda *, search_space, seed, canonical, g=g, e=e, n=n, q=q, **_: (  # noqa: E501
+            LocalSearchSampler(
+                search_space=search_space,
+                seed=seed,
+                canonical=canonical,
+                n_startup=n,
+                guide=g,
+                explore=e / 10,
+                gamma=q / 100,
+            )
         )
-        for n in (5, 10, 20)
+        for g in (0, 1, 2, 3, 4, 6)
+        for e in (0, 1, 2, 3)
+        for n in (5, 10)
+        for q in (15, 25, 40)
     },
     **{
         f"evolution-p{p}s{s}": lambda *, search_space, seed, canonical, p=p, s=s, **_: (

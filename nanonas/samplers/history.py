@@ -158,18 +158,28 @@ class Space:
         """A uniformly drawn architecture whose network is untaken (see draw_untaken)."""
         return self.draw_untaken(lambda: tuple(int(rng.randint(k)) for k in self.sizes), taken, rng)
 
-    def neighbour(self, centre: Arch, taken: set[Arch], rng: np.random.RandomState) -> Arch | None:
+    def neighbour(
+        self,
+        centre: Arch,
+        taken: set[Arch],
+        rng: np.random.RandomState,
+        prefer: list[np.ndarray] | None = None,
+    ) -> Arch | None:
         """A one-change neighbour of `centre` whose network is untaken, drawn as Real et al.'s
         mutation draws (a parameter uniformly, then a new value for it uniformly, so every
         parameter changes equally often whatever its number of choices); None if all are
-        taken."""
+        taken. `prefer[i][c]`, a weight per parameter and choice, tilts the draw: a move
+        from choice a to b of parameter i is weighted by prefer[i][b] / prefer[i][a]."""
         neighbours, weights = [], []
         for i, k in enumerate(self.sizes):
             for choice in range(k):
                 child = centre[:i] + (choice,) + centre[i + 1 :]
                 if choice != centre[i] and self.canon(child) not in taken:
                     neighbours.append(child)
-                    weights.append(1.0 / (k - 1))
+                    w = 1.0 / (k - 1)
+                    if prefer is not None:
+                        w *= prefer[i][choice] / prefer[i][centre[i]]
+                    weights.append(w)
         if not neighbours:
             return None
         p = np.asarray(weights) / sum(weights)

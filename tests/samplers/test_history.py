@@ -165,6 +165,10 @@ def test_ranking_complete_then_pruned_by_accuracy_then_infeasible_by_violation_t
         (EvolutionSampler, {"seed": 1.0}, "seed must be an integer"),
         (LocalSearchSampler, {"n_startup": 0}, "n_startup must be an integer >= 1"),
         (LocalSearchSampler, {"canonical": "zeros last"}, "canonical must be a function"),
+        (LocalSearchSampler, {"guide": -1}, r"guide must be a number in \[0, inf\], got -1"),
+        (LocalSearchSampler, {"explore": 1.5}, r"explore must be a number in \[0, 1.0\]"),
+        (LocalSearchSampler, {"gamma": 0}, r"gamma must be a number in \(0, 1.0\], got 0"),
+        (LocalSearchSampler, {"explore": True}, "got True"),
     ],
 )
 def test_constructor_names_the_bad_value(cls, kwargs, message):
