@@ -10,7 +10,8 @@ written; nanonas.study.recipe), the study created if new, the training set split
 study's own split seed, this process's run entry recorded; then `study.optimize` calls the
 objective (nanonas.study.objective) for each trial. With --workers N, this process only opens
 the study (so a mismatch or a download happens once) and supervises N worker processes
-(nanonas.workers), each of which opens the study and optimizes its share of the trials.
+(nanonas.workers), each of which opens the study and optimizes its share of the trials. With
+--launcher ray, Ray tasks run that worker loop instead (nanonas.study.ray_launch).
 
 Storage faults: `study.optimize` runs one trial per call, beside a heartbeat thread
 (nanonas.study.liveness) and a contact that tracks whether the storage answers
