@@ -257,3 +257,26 @@ def test_the_tally_grants_trials_up_to_the_count_and_frees_a_lost_tasks_grant():
     tally.finish(0, finished(2))
     assert [t.number for t in tally.since(0)] == [0, 1, 2] and tally.since(3) == []
     assert tally.run_keys() == ["run:a", "run:b", "run:c"] and not tally.claim(2)
+
+
+def test_the_driver_fails_and_requeues_only_its_own_tasks_trials_left_running(study):
+    pytest.importorskip("ray")
+    from nanonas.space import sample
+    from nanonas.study.ray_launch import _fail_left_running
+
+    url, name = study
+    opened = optuna.create_study(storage=open_storage(url), study_name=name, direction="maximize")
+    for run in ("run:ours", "run:another"):
+        trial = opened.ask()
+        arch = sample(trial, widths=(4,))
+        records.write_candidate(
+            trial, arch=arch, params=1, flops=1, worker="host:1", run=run, seed=0
+        )
+    said = _fail_left_running(
+        StudyConfig(storage=url, study_name=name), opened, {"run:ours"}, "interrupted (SIGINT)"
+    )
+    assert said == ["trial 0 failed (interrupted (SIGINT)) and was queued again as trial 2"]
+    ours, another, retry = opened.trials
+    assert ours.state == TrialState.FAIL and records.reasons(ours) == ["interrupted (SIGINT)"]
+    assert another.state == TrialState.RUNNING  # another run's: its own workers settle it
+    assert retry.state == TrialState.WAITING and retry.params == ours.params

@@ -61,6 +61,7 @@ _STOP_PATIENCE = 15.0  # seconds cancelled tasks get to fail and re-queue their 
 _CONNECT_TIMEOUT = 5.0  # seconds to reach --ray-address before it is called unreachable
 _INIT_TIMEOUT = 20.0  # seconds ray.init may take to join a cluster that answered
 _POLL = 0.5  # seconds between the driver's looks at the tally and the tasks
+_STOPPED = "stopped (another worker failed)"  # the fail reason of trials stopped by an error
 
 
 def launch(config: StudyConfig) -> optuna.Study:
@@ -253,10 +254,10 @@ def _drive(config: StudyConfig) -> optuna.Study:
                 try:
                     kind, line, code = ray.get(ref)
                 except ray.exceptions.RayTaskError:  # a bug in nanonas: its traceback follows
-                    _stop(config, study, pending, tally, "stopped")
+                    _stop(config, study, pending, tally, _STOPPED)
                     raise
                 except ray.exceptions.RayError as e:  # lost more often than Ray retries
-                    said = _stop(config, study, pending, tally, "stopped")
+                    said = _stop(config, study, pending, tally, _STOPPED)
                     raise workers.WorkersGaveUp(
                         f"worker {index} was lost {_MAX_RETRIES + 1} times "
                         f"({type(e).__name__}); {len(_finished(tally))} of {config.n_trials} "
@@ -264,7 +265,7 @@ def _drive(config: StudyConfig) -> optuna.Study:
                         "same command to go on"
                     ) from None
                 if kind == "error":
-                    said = _stop(config, study, pending, tally, "stopped")
+                    said = _stop(config, study, pending, tally, _STOPPED)
                     raise workers.WorkerFailed(f"worker {index}: {line}{said}", exit_code=code)
         shown += _show(study, tally, progress, shown)
     except KeyboardInterrupt as e:
@@ -325,10 +326,10 @@ def _fail_left_running(
         if records.run_of(t) in runs
     ]
     said = []
+    # Optuna's public API writes a trial's attributes through a Trial; the storage maps the
+    # study's name and the trial's number to the ids a Trial needs.
+    study_id = storage.get_study_id_from_name(config.name) if left else None
     for frozen in left:
-        # Optuna's public API writes a trial's attributes through a Trial; the storage maps
-        # the study's name and the trial's number to the ids a Trial needs.
-        study_id = storage.get_study_id_from_name(config.name)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             records.write_failure(optuna.trial.Trial(study, trial_id), reason)
@@ -337,5 +338,7 @@ def _fail_left_running(
         except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # its task finished it after all
         retry = requeue(study, frozen, max_retry=None)
-        said.append(f"trial {frozen.number} failed ({reason}) and was queued again as {retry}")
+        said.append(
+            f"trial {frozen.number} failed ({reason}) and was queued again as trial {retry}"
+        )
     return said
