@@ -181,6 +181,40 @@ def _worker(
         results.put({"error": f"{type(e).__name__}: {e}"})
         return
 
+    objective = trial_without_training(epochs, index, failures)
+
+    times: list[float] = []
+    last = [0.0]
+
+    def timed(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        now = time.monotonic()
+        times.append(now - last[0])
+        last[0] = now
+
+    escaped = 0  # errors in ask/tell, outside the objective, which end optimize
+    ready.wait()
+    last[0] = time.monotonic()
+    while len(times) + escaped < n_trials:
+        try:
+            study.optimize(
+                objective,
+                n_trials=n_trials - len(times) - escaped,
+                callbacks=[timed],
+                catch=(Exception,),
+            )
+        except Exception as e:
+            failures[_kind(e)] += 1
+            escaped += 1
+            last[0] = time.monotonic()
+    results.put({"times": times, "failures": dict(failures), "end": time.monotonic()})
+
+
+def trial_without_training(
+    epochs: int, index: int, failures: collections.Counter[str]
+) -> Any:
+    """The objective of a trial without training: what nanonas's objective does around training
+    (see the module docstring), failures counted by kind in `failures`. benchmarks/cluster.py
+    runs it too."""
     pruner = EpochPruner("median", max_epochs=epochs)  # as the objective builds it
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
@@ -212,30 +246,7 @@ def _worker(
             failures[_kind(e)] += 1
             raise
 
-    times: list[float] = []
-    last = [0.0]
-
-    def timed(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        now = time.monotonic()
-        times.append(now - last[0])
-        last[0] = now
-
-    escaped = 0  # errors in ask/tell, outside the objective, which end optimize
-    ready.wait()
-    last[0] = time.monotonic()
-    while len(times) + escaped < n_trials:
-        try:
-            study.optimize(
-                objective,
-                n_trials=n_trials - len(times) - escaped,
-                callbacks=[timed],
-                catch=(Exception,),
-            )
-        except Exception as e:
-            failures[_kind(e)] += 1
-            escaped += 1
-            last[0] = time.monotonic()
-    results.put({"times": times, "failures": dict(failures), "end": time.monotonic()})
+    return objective
 
 
 def _kind(error: BaseException) -> str:

@@ -26,7 +26,8 @@ from typing import Any
 
 from nanonas import data, pruning, records, samplers, space
 from nanonas.errors import ConfigError
-from nanonas.storage import check_url, mask
+from nanonas.storage import check_url, is_sqlite, mask
+from nanonas.storage.urls import parse
 from nanonas.train import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -91,6 +92,7 @@ _KINDS: dict[str, _Kind] = {
     "choices": _Kind("must be distinct names", lambda v: True, str),
 }
 _TUPLES = ("widths", "devices", "choices")  # kinds whose value is a tuple: "a,b" or a list
+_LAUNCHERS = ("local", "ray")  # what starts --workers: nanonas.workers, nanonas.study.ray_launch
 
 
 def _option(default: Any, help: str, kind: str, **more: Any) -> Any:
@@ -185,8 +187,29 @@ class StudyConfig:
     )
     population_size: int = _option(20, "NSGA-II generation size; evolution's population", "count")
     workers: int = _option(
-        1, "worker processes on this machine, sharing the study and --n-trials", "count"
+        1, "workers sharing the study and --n-trials (processes, or Ray tasks)", "count"
     )
+    launcher: str = _option(
+        "local",
+        "what starts the --workers: local (processes on this machine) or ray (tasks on a Ray "
+        "cluster, each on its own GPU; pip install 'nanonas[ray]')",
+        "choice",
+        choices=_LAUNCHERS,
+    )
+    ray_address: str = _option(
+        "auto",
+        "with --launcher ray, the cluster to join: auto (RAY_ADDRESS, else the one `ray start` "
+        "began on this machine), host:port, ray://host:10001, or local (a new one on this machine)",
+        "text",
+    )
+    ray_gpus: float | None = _option(
+        None,
+        "with --launcher ray, GPUs per worker (0.5: two workers share a GPU)",
+        "rate",
+        optional=True,
+        shown="1 if the cluster has GPUs, else 0",
+    )
+    ray_cpus: float = _option(1.0, "with --launcher ray, CPUs per worker", "rate")
     devices: tuple[int, ...] = _option(
         (), "comma-separated CUDA devices the workers take turns on, e.g. 0,1", "devices"
     )
@@ -216,7 +239,31 @@ class StudyConfig:
                 f"workers ({self.workers}) must not exceed n-trials ({self.n_trials})"
             )
         check_url(self.storage)  # no connection yet: that waits until the data is loaded
+        if self.launcher == "ray":
+            self._check_ray()
         self.training(seed=0)  # the training recipe's own checks
+
+    def _check_ray(self) -> None:
+        """--launcher ray: Ray installed, a storage every node reaches, GPUs left to Ray."""
+        try:
+            import ray  # noqa: F401 -- a check only; nanonas.study.ray_launch uses it
+        except ImportError:
+            raise ConfigError(
+                "--launcher ray needs Ray, which is not installed: pip install 'nanonas[ray]'"
+            ) from None
+        # A file (SQLite, a journal) lives on one machine: workers on other nodes would each
+        # write a study of their own. Even on a shared filesystem, file locks over NFS are not
+        # safe for many writers; a database server is.
+        kind = "an SQLite file" if is_sqlite(self.storage) else "a journal file"
+        if is_sqlite(self.storage) or parse(self.storage).kind == "journal":
+            raise ConfigError(
+                f"--launcher ray needs a storage every node can reach, not {kind} "
+                f"({mask(self.storage)}); use a postgresql://, mysql:// or redis:// URL"
+            )
+        if self.devices:
+            raise ConfigError(
+                "--devices is for --launcher local; Ray gives each worker its GPUs (--ray-gpus)"
+            )
 
     @property
     def name(self) -> str:

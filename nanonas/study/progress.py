@@ -28,7 +28,9 @@ __all__ = ["Progress", "quiet_optuna_when"]
 class Progress:
     """A bar of trials and, under it, a bar of the running trial's epochs; one line per trial."""
 
-    def __init__(self, config: StudyConfig, *, n_trials: int | None = None) -> None:
+    def __init__(
+        self, config: StudyConfig, *, n_trials: int | None = None, bars: bool = True
+    ) -> None:
         from tqdm.auto import tqdm
 
         # The bars of one process need a thread lock only. tqdm's default lock also makes a
@@ -36,7 +38,8 @@ class Progress:
         # leaves behind, and Python's resource tracker then warns about it at exit.
         tqdm.set_lock(threading.RLock())
         self._tqdm = tqdm
-        bars = config.progress and config.workers == 1 and sys.stderr.isatty()
+        # `bars` False: a process that only relays others' trials has no epochs to show.
+        bars = bars and config.progress and config.workers == 1 and sys.stderr.isatty()
         self.epochs = config.epochs
         self.trials = tqdm(
             total=config.n_trials if n_trials is None else n_trials,

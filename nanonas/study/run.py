@@ -12,7 +12,8 @@ objective (nanonas.study.objective) for each trial, which uploads the trial's ar
 picture as it starts; the callback saves its dashboard note as it ends (nanonas.dashboard). The
 artifact folder is checked writable before anything else. With --workers N, this process only opens
 the study (so a mismatch or a download happens once) and supervises N worker processes
-(nanonas.workers), each of which opens the study and optimizes its share of the trials.
+(nanonas.workers), each of which opens the study and optimizes its share of the trials. With
+--launcher ray, Ray tasks run that worker loop instead (nanonas.study.ray_launch).
 
 Storage faults: `study.optimize` runs one trial per call, beside a heartbeat thread
 (nanonas.study.liveness) and a contact that tracks whether the storage answers
@@ -78,8 +79,13 @@ class Search:
 
 def run(config: StudyConfig) -> optuna.Study:
     """Run `config.n_trials` more trials of the study `config` names and return the study.
-    With `config.workers` > 1 the trials are shared out among that many worker processes."""
+    With `config.workers` > 1 the trials are shared out among that many worker processes; with
+    `config.launcher` "ray", among that many Ray tasks (nanonas.study.ray_launch)."""
     try:
+        if config.launcher == "ray":
+            from nanonas.study import ray_launch  # Ray is an optional extra, imported only here
+
+            return ray_launch.launch(config)
         artifacts.prepare(config.artifacts, config.storage)  # an unwritable folder: one line
         if config.workers == 1:
             return optimize(open_search(config, role="main"))
@@ -131,10 +137,13 @@ def optimize(
     *,
     n_trials: int | None = None,
     worker: int = 0,
-    on_trial: Callable[[], None] | None = None,
+    on_trial: Callable[[FrozenTrial], None] | None = None,
+    more: Callable[[], bool] | None = None,
 ) -> optuna.Study:
     """Run `n_trials` (default: the config's) trials of the opened search; `on_trial` is called
-    after each one finishes. Storage faults are settled here (see the module docstring)."""
+    with each one that finishes. `more`, if given, is asked before each trial whether another
+    may start (a launcher that counts the trials of all its workers in one place says no once
+    they are all taken). Storage faults are settled here (see the module docstring)."""
     config, study = search.config, search.study
     n_trials = config.n_trials if n_trials is None else n_trials
     # nanonas's own samplers derive each trial's proposal from the seed and the stored trials,
@@ -193,7 +202,7 @@ def optimize(
         if refresher is not None:
             refresher.trial_done()
         if on_trial is not None:
-            on_trial()
+            on_trial(trial)
 
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
     verbosity = optuna.logging.get_verbosity()
@@ -201,7 +210,11 @@ def optimize(
     liveness.start()
     try:
         # One trial per `optimize` call: a storage fault that escapes it ends only that call.
-        while len(counted) < n_trials and (deadline is None or time.monotonic() < deadline):
+        while (
+            len(counted) < n_trials
+            and (deadline is None or time.monotonic() < deadline)
+            and (more is None or more())
+        ):
             objective.trial, objective.outcome = None, None
             since = datetime.datetime.now()
             try:
@@ -322,7 +335,7 @@ def _worker(config: StudyConfig, index: int, quota: int, done: Any, said: Any) -
         # N workers with a thread per core each would slow every one of them down many times.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
 
-    def count() -> None:
+    def count(trial: FrozenTrial) -> None:
         with done.get_lock():
             done.value += 1
 

@@ -213,6 +213,10 @@ def test_every_flag_parses_into_its_field():
         "device": "cpu",
         "population_size": "4",
         "workers": "2",
+        "launcher": "local",  # ray would refuse the SQLite storage and --devices
+        "ray_address": "10.0.0.1:6379",
+        "ray_gpus": "0.5",
+        "ray_cpus": "2",
         "devices": "0,1",
         "heartbeat_interval": "9",
         "reconnect_timeout": "2.5",
@@ -226,6 +230,7 @@ def test_every_flag_parses_into_its_field():
     assert config.max_params == 100000 and config.val_fraction == 0.2
     assert config.reconnect_timeout == 2.5 and config.heartbeat_interval == 9
     assert config.compile is True and config.progress is False and config.artifacts == "pics"
+    assert (config.ray_address, config.ray_gpus, config.ray_cpus) == ("10.0.0.1:6379", 0.5, 2.0)
 
 
 def test_a_diverged_trial_is_one_line_without_optunas_traceback(tmp_path):
