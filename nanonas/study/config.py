@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import importlib.util
 import math
 import sys
 from collections.abc import Callable, Mapping
@@ -245,12 +246,10 @@ class StudyConfig:
 
     def _check_ray(self) -> None:
         """--launcher ray: Ray installed, a storage every node reaches, GPUs left to Ray."""
-        try:
-            import ray  # noqa: F401 -- a check only; nanonas.study.ray_launch uses it
-        except ImportError:
+        if importlib.util.find_spec("ray") is None:  # imported by nanonas.study.ray_launch
             raise ConfigError(
                 "--launcher ray needs Ray, which is not installed: pip install 'nanonas[ray]'"
-            ) from None
+            )
         # A file (SQLite, a journal) lives on one machine: workers on other nodes would each
         # write a study of their own. Even on a shared filesystem, file locks over NFS are not
         # safe for many writers; a database server is.
@@ -307,12 +306,8 @@ def _check(name: str, value: Any, option: Option) -> None:
         return
     what = option.what or flag
     if option.kind == "choices":
-        if (
-            not isinstance(value, tuple)
-            or not value
-            or not all(isinstance(v, str) for v in value)
-            or len(set(value)) != len(value)
-        ):
+        names = isinstance(value, tuple) and bool(value) and all(isinstance(v, str) for v in value)
+        if not names or len(set(value)) != len(value):
             raise ConfigError(f"{flag} must be distinct names, got {value!r}")
         for v in value:
             _check(name, v, dataclasses.replace(option, kind="choice"))
@@ -325,8 +320,7 @@ def _check(name: str, value: Any, option: Option) -> None:
 
 def shown_default(name: str) -> str:
     """The default of field `name` as the CLI help and the README show it."""
-    option = OPTIONS[name]
-    default = _DEFAULTS[name]
+    option, default = OPTIONS[name], _DEFAULTS[name]
     if option.shown:
         return option.shown
     if default is None:
@@ -373,8 +367,6 @@ def _as_tuple(name: str, value: Any, *, ints: bool) -> tuple:
             raise ConfigError(f"{name} must be integers, got {value!r}") from None
     return tuple(value)
 
-
-# --- presets -----------------------------------------------------------------------------------
 
 _PRESETS = importlib.resources.files("nanonas") / "studies"
 
