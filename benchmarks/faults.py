@@ -35,6 +35,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -78,6 +79,9 @@ def start(
 ) -> subprocess.Popen:
     """The CLI on study `name` at `url`, its output captured; `threads`: torch's CPU threads."""
     args = [*FLAGS, "--storage", url, "--study-name", name, "--n-trials", str(n_trials)]
+    # One folder for all of this run's processes, as machines sharing a study would pass: the
+    # default for a database server adds a warning line the cases do not count.
+    args += ["--artifacts", os.path.join(tempfile.gettempdir(), "nanonas-faults-artifacts")]
     if workers > 1:
         args += ["--workers", str(workers)]
     return subprocess.Popen(
