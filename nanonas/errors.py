@@ -6,12 +6,15 @@ else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import argparse
+
 __all__ = [
     "ConfigError",
     "DataError",
     "DiskFull",
     "DivergedError",
     "NanonasError",
+    "OneLineParser",
     "StorageGone",
 ]
 
@@ -45,3 +48,10 @@ class DiskFull(NanonasError):
     its free space and what became of the running trial (exit status 1)."""
 
     EXIT_CODE = 1
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """The parser of every nanonas CLI: a bad flag is one ConfigError line, not usage + line."""
+
+    def error(self, message: str) -> None:
+        raise ConfigError(message)

@@ -15,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from nanonas.errors import ConfigError, NanonasError
+from nanonas.errors import NanonasError, OneLineParser
 from nanonas.export.run import DEFAULT_EPOCHS, export
 
 __all__ = ["FLAGS", "main", "parser"]
@@ -43,13 +43,8 @@ FLAGS: dict[str, tuple[str, str]] = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + line
-        raise ConfigError(message)
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m nanonas.export",
         description="Retrain a study's trial on train + validation, test it once, export it.",
         allow_abbrev=False,

@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from nanonas.errors import ConfigError, NanonasError
+from nanonas.errors import NanonasError, OneLineParser
 
 __all__ = ["FLAGS", "main", "parser"]
 
@@ -26,13 +26,8 @@ FLAGS: dict[str, tuple[str, str]] = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + line
-        raise ConfigError(message)
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m nanonas.report",
         description="Write one study's results as a self-contained HTML page.",
         allow_abbrev=False,

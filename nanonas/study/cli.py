@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nanonas import workers
-from nanonas.errors import ConfigError, NanonasError, StorageGone
+from nanonas.errors import NanonasError, OneLineParser, StorageGone
 from nanonas.study.config import (
     OPTIONS,
     StudyConfig,
@@ -39,11 +39,6 @@ from nanonas.study.run import run
 from nanonas.study.summary import next_steps, summary
 
 __all__ = ["config_from_args", "flags", "main", "parser"]
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + line
-        raise ConfigError(message)
 
 
 _METAVARS = {
@@ -67,7 +62,7 @@ def flags(name: str) -> list[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m nanonas.study",
         description="Run (or resume) a neural architecture search as an Optuna study.",
         argument_default=argparse.SUPPRESS,  # only what the user gave overrides the preset
