@@ -3,6 +3,7 @@ database servers that shared studies use."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
@@ -127,3 +128,34 @@ def dash_pareto(tmp_path_factory):
     from dashboard_studies import make
 
     return make(tmp_path_factory.mktemp("dash-pareto"), objectives=("accuracy", "params"))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs at tmp_path/disk; skips where it cannot be mounted (not root, no tmpfs),
+    and fails instead under CI."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        why = f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}"
+        if os.environ.get("CI") == "true":  # CI runs as root: there it must run, never skip
+            pytest.fail(f"{why}; CI=true, so the full-disk tests must not skip")
+        pytest.skip(why)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(folder: Path) -> None:
+    """Write zeros into `folder` until its disk is full."""
+    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+    finally:
+        os.close(fd)

@@ -173,7 +173,10 @@ class Objective:
             )
         )
         if self.uploads is not None:  # now, so that the dashboard shows a RUNNING trial's picture
-            self.uploads.picture(trial, arch)
+            # It raises only for a full disk under the study's own file: through _store, which
+            # fails the trial "disk full" as a storage write on that disk would.
+            uploads = self.uploads
+            self._store(lambda: uploads.picture(trial, arch))
 
         # Every trial of a budgeted study carries the constraints (<= 0: within budget), so the
         # sampler learns from the feasible trials too. An over-budget network is never trained.

@@ -236,6 +236,7 @@ def _drive(config: StudyConfig) -> optuna.Study:
     # nothing), and passed on absolute: a task's working directory is Ray's.
     where = artifacts.prepare(config.artifacts, config.storage)
     study = open_search(config, role="ray driver", to_device=False).study
+    artifacts.say_where(config.artifacts, config.storage)
     gpus = config.ray_gpus
     if gpus is None:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0

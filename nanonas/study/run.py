@@ -88,7 +88,9 @@ def run(config: StudyConfig) -> optuna.Study:
             return ray_launch.launch(config)
         artifacts.prepare(config.artifacts, config.storage)  # an unwritable folder: one line
         if config.workers == 1:
-            return optimize(open_search(config, role="main"))
+            search = open_search(config, role="main")
+            artifacts.say_where(config.artifacts, config.storage)  # once the storage answered
+            return optimize(search)
         return _run_workers(config)
     except Exception as e:
         if isinstance(e, NanonasError) or disk_full(e) is None:
@@ -171,6 +173,7 @@ def optimize(
         where=artifacts.folder(config.artifacts, config.storage),
         num_classes=search.train_set.num_classes,
         in_channels=search.train_set.images.shape[1],
+        storage=config.storage,  # a full disk under the study's own file ends the run
     )
     objective = Objective(
         config,
@@ -300,6 +303,7 @@ def _run_workers(config: StudyConfig) -> optuna.Study:
     # Load (and download) the data once, here: the workers then read it from disk, never
     # downloading it at once. Opening the study here refuses a mismatched one just as early.
     open_search(config, role="supervisor", to_device=False)
+    artifacts.say_where(config.artifacts, config.storage)  # once, not by each worker
     base, extra = divmod(config.n_trials, config.workers)
     quotas = [base + (i < extra) for i in range(config.workers)]
     # A killed worker is restarted once its trial's heartbeat is stale (the grace period is

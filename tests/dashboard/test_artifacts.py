@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import optuna
 import optuna_dashboard
 import pytest
-from conftest import TINY, run_cli, server
+from conftest import TINY, fill, run_cli, server
 from optuna.artifacts import get_all_artifact_meta
 
 from nanonas import records
@@ -17,7 +17,7 @@ from nanonas.dashboard.artifacts import Uploads, folder, prepare
 from nanonas.dashboard.note import trial_note
 from nanonas.errors import ConfigError
 from nanonas.space import Architecture
-from nanonas.storage import open_storage
+from nanonas.storage import disk_full, open_storage
 from nanonas.study import StudyConfig, next_steps, open_search, optimize, run
 
 SMALL = Architecture.parse("w4:conv3x3,sep_conv3x3,zero,skip/conv3x3,zero,sep_conv3x3,skip")
@@ -173,3 +173,37 @@ def test_each_worker_uploads_its_own_trials(tmp_path):
     assert len({records.read(t).worker for t in study.trials}) == 2  # two processes
     for t in study.trials:
         assert uploaded[t.number][1] == trial_note(t)
+
+
+def test_a_full_disk_under_the_folder_alone_is_one_warning_and_uploads_stop(
+    tmp_path, small_disk, capsys
+):
+    url = f"sqlite:///{tmp_path / 's.db'}"  # the study's file is on another disk
+    uploads = Uploads(where=small_disk / "art", num_classes=10, in_channels=3, storage=url)
+    (small_disk / "art").mkdir()
+    study = optuna.create_study(storage=url, study_name="s")
+    fill(small_disk)
+    first, second = study.ask(), study.ask()
+    uploads.picture(first, SMALL)
+    uploads.picture(second, SMALL)
+    study.tell(first, 0.5)
+    uploads.note(first, study.trials[0])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err  # said once; each next upload would fail the same way
+    assert err[0].startswith("nanonas: warning: trial 0: its architecture picture was not up")
+    assert f"disk full: {small_disk / 'art'} (" in err[0] and "uploads no more" in err[0]
+    assert optuna_dashboard.get_note(first) == ""  # nothing was tried after the warning
+    (small_disk / "filler").unlink()
+
+
+def test_a_full_disk_that_also_holds_the_study_file_ends_the_trial(tmp_path, small_disk, capsys):
+    url = f"sqlite:///{small_disk / 's.db'}"
+    trial = optuna.create_study(storage=url, study_name="s").ask()
+    uploads = Uploads(where=folder("", url), num_classes=10, in_channels=3, storage=url)
+    prepare("", url)
+    fill(small_disk)
+    with pytest.raises(OSError) as raised:  # nanonas.study.run says the full disk in one line
+        uploads.picture(trial, SMALL)
+    assert disk_full(raised.value) is not None
+    assert capsys.readouterr().err == ""  # no warning before the run's line
+    (small_disk / "filler").unlink()

@@ -15,12 +15,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
 import sqlalchemy
-from conftest import OFFLINE, TINY
+from conftest import OFFLINE, TINY, fill
 from optuna.trial import TrialState
 
 from nanonas import records
@@ -84,36 +83,6 @@ def test_a_write_failing_with_enospc_fails_the_trial_and_ends_the_run(tmp_path, 
     assert trial.state == TrialState.FAIL and records.reasons(trial) == ["disk full"]
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs at tmp_path/disk; skips where it cannot be mounted (not root, no tmpfs),
-    and fails instead under CI."""
-    where = tmp_path / "disk"
-    where.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        why = f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}"
-        if os.environ.get("CI") == "true":  # CI runs as root: there it must run, never skip
-            pytest.fail(f"{why}; CI=true, so the full-disk tests must not skip")
-        pytest.skip(why)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def _fill(folder: Path) -> None:
-    fd = os.open(folder / "filler", os.O_WRONLY | os.O_CREAT)
-    try:
-        with contextlib.suppress(OSError):
-            while True:
-                os.write(fd, b"\0" * 4096)
-    finally:
-        os.close(fd)
-
-
 def test_sqlite_on_a_disk_that_fills_up_mid_trial_is_one_line_and_exit_1(tmp_path, small_disk):
     db = small_disk / "s.db"
     url = f"sqlite:///{db}"
@@ -130,7 +99,7 @@ def test_sqlite_on_a_disk_that_fills_up_mid_trial_is_one_line_and_exit_1(tmp_pat
                 if any(records.arch(t) for t in study.get_trials(deepcopy=False)):
                     break
             time.sleep(0.2)
-        _fill(small_disk)
+        fill(small_disk)
         _, err = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
@@ -149,7 +118,7 @@ def test_sqlite_on_a_disk_that_fills_up_mid_trial_is_one_line_and_exit_1(tmp_pat
 
 
 def test_a_study_on_a_disk_that_is_already_full_is_one_line_and_exit_1(tmp_path, small_disk):
-    _fill(small_disk)
+    fill(small_disk)
     env = os.environ | OFFLINE | {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     db = small_disk / "s.db"
     cmd = [sys.executable, "-m", "nanonas.study", *TINY, "--storage", f"sqlite:///{db}"]
@@ -177,7 +146,7 @@ def test_a_journal_file_filling_up_under_workers_is_one_line_and_exit_1(tmp_path
                 if any(records.arch(t) for t in study.get_trials(deepcopy=False)):
                     break
             time.sleep(0.2)
-        _fill(small_disk)
+        fill(small_disk)
         _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
