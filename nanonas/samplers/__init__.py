@@ -7,6 +7,7 @@ Optuna lacks these searches over categorical choices, so nanonas has them:
   hand categorical parameters to random sampling;
 - `evolution.py`: regularized (aging) evolution;
 - `local.py`: local search from the best architecture so far (White et al. 2020);
+- `surrogate.py`: a Gaussian process picks the next step among the best trials' neighbours;
 - `history.py`: what they share: the space, the study's history and its ranking.
 They keep no state of their own: a resumed study, or another worker, proposes exactly what an
 uninterrupted one would (they are REPLAYABLE).
@@ -24,6 +25,7 @@ from nanonas.errors import ConfigError
 from nanonas.samplers.catcma import CatCmaSampler
 from nanonas.samplers.evolution import EvolutionSampler
 from nanonas.samplers.local import LocalSearchSampler
+from nanonas.samplers.surrogate import SurrogateSampler
 
 __all__ = [
     "REPLAYABLE",
@@ -31,6 +33,7 @@ __all__ = [
     "CatCmaSampler",
     "EvolutionSampler",
     "LocalSearchSampler",
+    "SurrogateSampler",
     "make",
 ]
 
@@ -63,10 +66,13 @@ SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "local": lambda *, search_space, seed, canonical, **_: LocalSearchSampler(
         search_space=search_space, seed=seed, canonical=canonical
     ),
+    "surrogate": lambda *, search_space, seed, canonical, **_: SurrogateSampler(
+        search_space=search_space, seed=seed, canonical=canonical
+    ),
 }
 
 # Samplers whose proposals depend only on the seed and the stored trials.
-REPLAYABLE = ("cmaes", "evolution", "local")
+REPLAYABLE = ("cmaes", "evolution", "local", "surrogate")
 
 
 def make(

@@ -131,8 +131,10 @@ class Space:
         chosen = dict(zip(self.searched, arch, strict=True))
         return {n: c[chosen.get(n, 0)] for n, c in self._choices.items()}
 
-    def canon(self, arch: Arch) -> Arch:
-        """The architecture of the network `arch` builds (itself without `canonical`)."""
+    def canon(self, arch: Arch, *, remember: bool = True) -> Arch:
+        """The architecture of the network `arch` builds (itself without `canonical`). Trials'
+        forms are remembered; a sampler's passing candidates (`remember=False`) are not, or
+        the cache would grow by a thousand entries a proposal."""
         if self._canonical is None:
             return arch
         found = self._canon_cache.get(arch)
@@ -140,7 +142,8 @@ class Space:
             found = self.encode(self._canonical(self.params(arch)))
             if found is None:
                 raise ValueError(f"canonical() left the space: {self.params(arch)!r}")
-            self._canon_cache[arch] = found
+            if remember:
+                self._canon_cache[arch] = found
         return found
 
     def draw_untaken(

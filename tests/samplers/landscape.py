@@ -16,7 +16,12 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from nanonas import space
-from nanonas.samplers import CatCmaSampler, EvolutionSampler, LocalSearchSampler
+from nanonas.samplers import (
+    CatCmaSampler,
+    EvolutionSampler,
+    LocalSearchSampler,
+    SurrogateSampler,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -28,6 +33,9 @@ SAMPLERS = {
         search_space=space.distributions(), seed=seed, **kw
     ),
     "local": lambda seed, **kw: LocalSearchSampler(
+        search_space=space.distributions(), seed=seed, **kw
+    ),
+    "surrogate": lambda seed, **kw: SurrogateSampler(
         search_space=space.distributions(), seed=seed, **kw
     ),
 }

@@ -25,9 +25,19 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 from nanonas import space
-from nanonas.samplers import CatCmaSampler, EvolutionSampler, LocalSearchSampler
+from nanonas.samplers import (
+    CatCmaSampler,
+    EvolutionSampler,
+    LocalSearchSampler,
+    SurrogateSampler,
+)
 
-CLASSES = {"cmaes": CatCmaSampler, "evolution": EvolutionSampler, "local": LocalSearchSampler}
+CLASSES = {
+    "cmaes": CatCmaSampler,
+    "evolution": EvolutionSampler,
+    "local": LocalSearchSampler,
+    "surrogate": SurrogateSampler,
+}
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
@@ -44,6 +54,8 @@ def test_no_architecture_is_proposed_twice(name):
         ("cmaes", ["maximize", "minimize"]),  # COMO-CatCMA: another replay
         ("evolution", ["maximize"]),  # (with several objectives only the parent choice differs)
         ("local", ["maximize"]),
+        ("surrogate", ["maximize"]),
+        ("surrogate", ["maximize", "minimize"]),  # ParEGO: the weights come from the RNG too
     ],
 )
 def test_resume_in_a_new_process_proposes_what_one_run_would(name, directions, tmp_path):
@@ -169,6 +181,8 @@ def test_ranking_complete_then_pruned_by_accuracy_then_infeasible_by_violation_t
         (LocalSearchSampler, {"explore": 1.5}, r"explore must be a number in \[0, 1.0\]"),
         (LocalSearchSampler, {"gamma": 0}, r"gamma must be a number in \(0, 1.0\], got 0"),
         (LocalSearchSampler, {"explore": True}, "got True"),
+        (SurrogateSampler, {"n_startup": 1}, "n_startup must be an integer >= 2"),
+        (SurrogateSampler, {"seed": None}, "seed must be an integer"),
     ],
 )
 def test_constructor_names_the_bad_value(cls, kwargs, message):

@@ -15,6 +15,7 @@ from nanonas.samplers import (
     CatCmaSampler,
     EvolutionSampler,
     LocalSearchSampler,
+    SurrogateSampler,
     make,
 )
 
@@ -36,6 +37,7 @@ def test_nanonas_samplers_are_the_replayable_ones():
     assert isinstance(built["cmaes"], CatCmaSampler)
     assert isinstance(built["evolution"], EvolutionSampler)
     assert isinstance(built["local"], LocalSearchSampler)
+    assert isinstance(built["surrogate"], SurrogateSampler)
     nsga2 = make("nsga2", search_space=space.distributions(), seed=0, population_size=6)
     assert isinstance(nsga2, optuna.samplers.NSGAIISampler)
 
