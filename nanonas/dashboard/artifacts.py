@@ -26,8 +26,10 @@ attributes (every trial's note) twice to number the note's version, and its publ
 cheaper way to write a new trial's first note.
 
 Uploading is a view of the study, never part of its result: any error while drawing, writing the
-file or recording it in the storage is one warning line, and the trial and the run go on. A full
-disk is the exception twice over. Under the folder alone, it is said once and this process
+file or recording it in the storage is one warning line, and the trial and the run go on. Two
+exceptions. A storage fault (a dropped or silent connection) is re-raised: callers upload
+through their Contact, which retries it like any other write and says the outage in its own one
+line. A full disk is the other. Under the folder alone, it is said once and this process
 uploads nothing more (each next upload would fail the same way). On the disk that also holds
 the study's SQLite or journal file, the upload re-raises it: the study's next write fails there
 too, and nanonas.study.run ends the run with its one disk-full line, not with a warning first.
@@ -51,6 +53,7 @@ from nanonas.dashboard.note import trial_note
 from nanonas.dashboard.picture import architecture_svg
 from nanonas.errors import ConfigError
 from nanonas.space import Architecture
+from nanonas.storage.connect import fault
 from nanonas.storage.disk import disk_full, file_of
 from nanonas.storage.urls import is_sqlite, parse
 
@@ -108,7 +111,8 @@ def say_where(artifacts: str, storage: str) -> None:
 class Uploads:
     """Uploads one picture (at a trial's start) and one note (at its end) per trial into the
     artifact folder and the study's storage; a failure is one warning line, never an error,
-    except a full disk that also holds the study's file `storage` (see the module docstring)."""
+    except a storage fault and a full disk that also holds the study's file `storage` (see the
+    module docstring)."""
 
     def __init__(
         self, *, where: Path, num_classes: int, in_channels: int, storage: str = ""
@@ -151,6 +155,11 @@ class Uploads:
             self._failed(e, f"trial {finished.number}: its dashboard note was not saved")
 
     def _failed(self, error: Exception, what: str) -> None:
+        if fault(error) is not None:
+            # A storage fault is the storage's, not the picture's: the caller's contact
+            # retries it as any other write and says the outage (or ends the run) in its
+            # own single line; a warning here would be a second line for one fault.
+            raise error
         if disk_full(error) is None:
             _warn(f"{what} ({_why(error)})")
             return

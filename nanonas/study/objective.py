@@ -173,8 +173,8 @@ class Objective:
             )
         )
         if self.uploads is not None:  # now, so that the dashboard shows a RUNNING trial's picture
-            # It raises only for a full disk under the study's own file: through _store, which
-            # fails the trial "disk full" as a storage write on that disk would.
+            # It raises only for a storage fault (retried through _store, like any write) and a
+            # full disk under the study's own file (_store fails the trial "disk full").
             uploads = self.uploads
             self._store(lambda: uploads.picture(trial, arch))
 

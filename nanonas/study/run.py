@@ -201,7 +201,7 @@ def optimize(
         counted.add(trial.number)
         progress.trial_done(study, trial)
         if live is not None and live.number == trial.number:  # save_note needs the live Trial
-            uploads.note(live, trial)
+            contact.retry(lambda: uploads.note(live, trial))  # a fault: retried, said once
         if refresher is not None:
             refresher.trial_done()
         if on_trial is not None:
