@@ -97,9 +97,11 @@ class SurrogateSampler(SpaceSampler):
         for centre in top:
             for i, k in enumerate(space.sizes):
                 for c in range(k):
+                    if c == centre[i]:  # the centre itself, not a neighbour
+                        continue
                     arch = centre[:i] + (c,) + centre[i + 1 :]
                     canon = space.canon(arch, remember=False)
-                    if c != centre[i] and canon not in seen:
+                    if canon not in seen:
                         seen.add(canon)
                         pool.append((arch, canon))
         return pool
