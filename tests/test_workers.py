@@ -133,7 +133,8 @@ def test_a_worker_stopped_by_sigterm_is_restarted_and_the_run_reaches_its_count(
             except KeyError:
                 return None
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            return next((t for t in running if records.arch(t)), None)
+            # The worker is written just after the architecture (records.write_candidate).
+            return next((t for t in running if records.read(t).worker), None)
 
         victim = _wait_for(training, timeout=60, what="a running trial")
         os.kill(int(records.read(victim).worker.rsplit(":", 1)[1]), signal.SIGTERM)

@@ -5,8 +5,9 @@
 
 What a storage string may be, and which driver it gets, is nanonas.storage.urls's concern; this
 file opens what it names. A journal file's lock is a symbolic link (Optuna's
-JournalFileSymlinkLock), which is atomic on every NFS version, so workers on several machines
-can share a file on NFS, where SQLite's fcntl locks are unreliable.
+protocol, in nanonas.storage.journal_lock so that a signal cannot break it), which is atomic on
+every NFS version, so workers on several machines can share a file on NFS, where SQLite's fcntl
+locks are unreliable.
 
 Heartbeats are nanonas's own (nanonas.study.liveness), the same on every storage, so Optuna's
 RDB heartbeats stay off.
@@ -50,6 +51,7 @@ from optuna.storages import journal
 
 from nanonas.errors import ConfigError, DiskFull, NanonasError
 from nanonas.storage.disk import disk_full, where_full
+from nanonas.storage.journal_lock import SymlinkLock
 from nanonas.storage.urls import Target, is_sqlite, mask, parse, reason
 
 __all__ = ["ConnectionLost", "StorageError", "fault", "open_storage"]
@@ -256,10 +258,10 @@ def _open_redis(
 def _open_journal_file(path: str) -> optuna.storages.BaseStorage:
     # A symlink is atomic on every NFS version; Windows needs a privilege for one, so there the
     # lock is an exclusively created file instead (atomic on NFSv3 and later).
-    lock_class = journal.JournalFileOpenLock if os.name == "nt" else journal.JournalFileSymlinkLock
+    lock = journal.JournalFileOpenLock(path) if os.name == "nt" else SymlinkLock(path)
     try:
         with _quiet_experimental():
-            backend = journal.JournalFileBackend(path, lock_obj=lock_class(path))
+            backend = journal.JournalFileBackend(path, lock_obj=lock)
             return journal.JournalStorage(backend)
     except OSError as e:
         _refuse_if_disk_full(e, path)
