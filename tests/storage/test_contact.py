@@ -3,6 +3,7 @@ wait on a storage that never answers again, frozen or refused (through nanonas's
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -114,7 +115,11 @@ def test_gone_is_called_once_after_timeout_of_failing(sqlite_contact):
     assert gone.event.wait(TIMEOUT + 2)
     ((when, why),) = gone.calls
     assert TIMEOUT <= when - start <= TIMEOUT + 1
-    assert "server closed the connection" in why and f"no answer for {TIMEOUT:.0f} s" in why
+    # The line names the silence it measured: the timeout, or a second more when the watchdog
+    # thread woke late on a loaded machine (CI once printed "no answer for 3 s" here).
+    silent = re.search(r"no answer for (\d+) s", why)
+    assert "server closed the connection" in why and silent, why
+    assert round(TIMEOUT) <= int(silent[1]) <= round(when - start) + 1
     time.sleep(1)
     assert len(gone.calls) == 1
 
