@@ -209,9 +209,7 @@ def _worker(
     results.put({"times": times, "failures": dict(failures), "end": time.monotonic()})
 
 
-def trial_without_training(
-    epochs: int, index: int, failures: collections.Counter[str]
-) -> Any:
+def trial_without_training(epochs: int, index: int, failures: collections.Counter[str]) -> Any:
     """The objective of a trial without training: what nanonas's objective does around training
     (see the module docstring), failures counted by kind in `failures`. benchmarks/cluster.py
     runs it too."""

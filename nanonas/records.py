@@ -125,6 +125,7 @@ SIZE_KEYS = ("params", "flops")
 # what optuna-dashboard labels its axes with: the trial attribute each value comes from.
 METRIC_NAMES: dict[str, str] = {"accuracy": "val_acc", "params": "params", "flops": "flops"}
 
+
 def _set(trial: optuna.Trial, key: str, value: Any) -> None:
     if not isinstance(value, TRIAL_KEYS[key]) or isinstance(value, bool):
         raise TypeError(f"trial attribute {key!r} must be {TRIAL_KEYS[key]}, got {value!r}")

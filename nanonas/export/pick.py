@@ -143,9 +143,7 @@ def _unusable(trial: FrozenTrial) -> str | None:
         return f"it is {trial.state.name.lower()}, not complete"
     if records.arch(trial) is None:
         return "it has no architecture (not a nanonas trial)"
-    if records.read(trial).infeasible is not None or any(
-        v > 0 for v in trial.constraints.values()
-    ):
+    if records.read(trial).infeasible is not None or any(v > 0 for v in trial.constraints.values()):
         return f"it was over the study's budget and never trained{because}"
     if not records.curve(trial):
         return "it never trained"
