@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import platform
 import subprocess
@@ -103,9 +104,17 @@ def start(
     )
 
 
+@functools.cache
+def _reader(url: str) -> optuna.storages.BaseStorage:
+    """One storage per server for every direct read of this process. A storage opened per read
+    holds its pooled connection until the garbage collector runs (it sits in reference cycles):
+    polling every 0.3 s once took PostgreSQL past its 100 clients ("too many clients already")."""
+    return open_storage(url)
+
+
 def count(url: str, name: str) -> tuple[int, int, int, int]:
     """(finished, retries, all trials, left RUNNING or WAITING) of the study, read directly."""
-    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    study = optuna.load_study(study_name=name, storage=_reader(url))
     trials = study.get_trials(deepcopy=False)
     finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     retries = sum("retry_history" in t.system_attrs for t in trials)
@@ -130,7 +139,7 @@ def _wait_for_trials(url: str, name: str, n: int, proc: subprocess.Popen) -> Non
 
 def _wait_for_training(url: str, name: str, proc: subprocess.Popen) -> None:
     """Until a trial of `proc` is training (sampled, RUNNING), so that cutting it off loses it."""
-    storage = open_storage(url)
+    storage = _reader(url)
     while proc.poll() is None:
         study = optuna.load_study(study_name=name, storage=storage)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -143,7 +152,7 @@ def _wait_for_running(url: str, name: str, n: int, proc: subprocess.Popen) -> No
     """Until `n` trials are training (sampled, RUNNING): a storage gone for good then leaves
     each process's trial RUNNING, and its line must name it. (Between two trials a process has
     none running, and its line says that instead.)"""
-    storage = open_storage(url)
+    storage = _reader(url)
     while proc.poll() is None:
         study = optuna.load_study(study_name=name, storage=storage)
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
