@@ -8,9 +8,10 @@ Optuna lacks these searches over categorical choices, so nanonas has them:
 - `evolution.py`: regularized (aging) evolution;
 - `local.py`: local search from the best architecture so far (White et al. 2020);
 - `surrogate.py`: a Gaussian process picks the next step among the best trials' neighbours;
+- `hybrid.py`: the surrogate first, then taking turns with Optuna's TPE;
 - `history.py`: what they share: the space, the study's history and its ranking.
-They keep no state of their own: a resumed study, or another worker, proposes exactly what an
-uninterrupted one would (they are REPLAYABLE).
+All but the hybrid keep no state of their own: a resumed study, or another worker, proposes
+exactly what an uninterrupted one would (they are REPLAYABLE; TPE's random state is per process).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import optuna
 from nanonas.errors import ConfigError
 from nanonas.samplers.catcma import CatCmaSampler
 from nanonas.samplers.evolution import EvolutionSampler
+from nanonas.samplers.hybrid import HybridSampler
 from nanonas.samplers.local import LocalSearchSampler
 from nanonas.samplers.surrogate import SurrogateSampler
 
@@ -32,6 +34,7 @@ __all__ = [
     "SAMPLERS",
     "CatCmaSampler",
     "EvolutionSampler",
+    "HybridSampler",
     "LocalSearchSampler",
     "SurrogateSampler",
     "make",
@@ -67,6 +70,9 @@ SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
         search_space=search_space, seed=seed, canonical=canonical
     ),
     "surrogate": lambda *, search_space, seed, canonical, **_: SurrogateSampler(
+        search_space=search_space, seed=seed, canonical=canonical
+    ),
+    "hybrid": lambda *, search_space, seed, canonical, **_: HybridSampler(
         search_space=search_space, seed=seed, canonical=canonical
     ),
 }

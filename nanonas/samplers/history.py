@@ -36,6 +36,7 @@ __all__ = [
     "check_int",
     "check_seed",
     "rank_key",
+    "trial_rng",
 ]
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -68,7 +69,7 @@ class SpaceSampler(optuna.samplers.BaseSampler):
             return self._space.params(())
         trials = study.get_trials(deepcopy=False)
         history, taken = self._space.scan(trials)
-        rng = np.random.RandomState(_trial_seed(self._seed, trial.number))
+        rng = trial_rng(self._seed, trial.number)
         return self._space.params(self._propose(study, trial, trials, history, taken, rng))
 
     def _propose(
@@ -260,6 +261,11 @@ def _last_score(trial: FrozenTrial, sign: float) -> float:
         acc = records.last_acc(trial)
         value = -acc if acc is not None else math.inf
     return value if math.isfinite(value) else math.inf
+
+
+def trial_rng(seed: int, number: int) -> np.random.RandomState:
+    """The random state of one proposal: its own for every (seed, trial number)."""
+    return np.random.RandomState(_trial_seed(seed, number))
 
 
 def _trial_seed(seed: int, number: int) -> int:

@@ -19,6 +19,7 @@ from nanonas import space
 from nanonas.samplers import (
     CatCmaSampler,
     EvolutionSampler,
+    HybridSampler,
     LocalSearchSampler,
     SurrogateSampler,
 )
@@ -38,6 +39,7 @@ SAMPLERS = {
     "surrogate": lambda seed, **kw: SurrogateSampler(
         search_space=space.distributions(), seed=seed, **kw
     ),
+    "hybrid": lambda seed, **kw: HybridSampler(search_space=space.distributions(), seed=seed, **kw),
 }
 # Under uniform random sampling a block hits its best op with p = 1/9 and the width with 1/4:
 # a trial scores 8/9 + 1/4 = 1.14 on average with standard deviation 0.99, so the mean of 30

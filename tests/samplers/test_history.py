@@ -28,6 +28,7 @@ from nanonas import space
 from nanonas.samplers import (
     CatCmaSampler,
     EvolutionSampler,
+    HybridSampler,
     LocalSearchSampler,
     SurrogateSampler,
 )
@@ -37,6 +38,7 @@ CLASSES = {
     "evolution": EvolutionSampler,
     "local": LocalSearchSampler,
     "surrogate": SurrogateSampler,
+    "hybrid": HybridSampler,
 }
 
 
@@ -183,6 +185,10 @@ def test_ranking_complete_then_pruned_by_accuracy_then_infeasible_by_violation_t
         (LocalSearchSampler, {"explore": True}, "got True"),
         (SurrogateSampler, {"n_startup": 1}, "n_startup must be an integer >= 2"),
         (SurrogateSampler, {"seed": None}, "seed must be an integer"),
+        (HybridSampler, {"handoff": -1}, "handoff must be an integer >= 0, got -1"),
+        (HybridSampler, {"every": 0}, "every must be an integer >= 1, got 0"),
+        (HybridSampler, {"search_space": {}}, "non-empty dict"),
+        (HybridSampler, {"canonical": 3}, "canonical must be a function"),
     ],
 )
 def test_constructor_names_the_bad_value(cls, kwargs, message):

@@ -20,6 +20,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 
 from nanonas import samplers
+from nanonas.samplers import HybridSampler
 from nanonas.study import StudyConfig
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -46,14 +47,17 @@ def test_the_fixture_is_the_125_cell_sub_space():
     assert math.isclose(np.mean(table[best]), 91.6067, abs_tol=1e-3)  # NAS-Bench-201's best
 
 
-def _found_best(name: str, seed: int, table: dict[tuple[str, ...], list[float]]) -> bool:
-    search_space = {e: CategoricalDistribution(OPS) for e in EDGES}
-    sampler = samplers.make(
-        name,
-        search_space=search_space,
-        seed=seed,
-        population_size=StudyConfig().population_size,
-    )
+SEARCH_SPACE = {e: CategoricalDistribution(OPS) for e in EDGES}
+
+
+def _built(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    size = StudyConfig().population_size
+    return samplers.make(name, search_space=SEARCH_SPACE, seed=seed, population_size=size)
+
+
+def _found_best(
+    sampler: optuna.samplers.BaseSampler, seed: int, table: dict[tuple[str, ...], list[float]]
+) -> bool:
     best = max(table, key=lambda c: np.mean(table[c]))
     seen: list[tuple[str, ...]] = []
 
@@ -68,8 +72,18 @@ def _found_best(name: str, seed: int, table: dict[tuple[str, ...], list[float]])
     return best in seen
 
 
-@pytest.mark.parametrize("name", samplers.REPLAYABLE)
+@pytest.mark.parametrize("name", (*samplers.REPLAYABLE, "hybrid"))
 def test_each_nanonas_sampler_reaches_the_best_cell_within_40_trials(name):
     table = _table()
-    found = [_found_best(name, seed, table) for seed in range(5)]
+    found = [_found_best(_built(name, seed), seed, table) for seed in range(5)]
     assert sum(found) >= 4, f"{name} found the best cell in {sum(found)} of 5 seeds: {found}"
+
+
+def test_the_hybrid_reaches_it_too_when_tpe_takes_turns_within_the_budget():
+    # Its default hands off at trial 40, the whole budget here: it would be the surrogate.
+    table = _table()
+    found = [
+        _found_best(HybridSampler(search_space=SEARCH_SPACE, seed=seed, handoff=10), seed, table)
+        for seed in range(5)
+    ]
+    assert sum(found) >= 4, f"the hybrid found the best cell in {sum(found)} of 5 seeds: {found}"

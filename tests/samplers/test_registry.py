@@ -14,6 +14,7 @@ from nanonas.samplers import (
     SAMPLERS,
     CatCmaSampler,
     EvolutionSampler,
+    HybridSampler,
     LocalSearchSampler,
     SurrogateSampler,
     make,
@@ -38,6 +39,9 @@ def test_nanonas_samplers_are_the_replayable_ones():
     assert isinstance(built["evolution"], EvolutionSampler)
     assert isinstance(built["local"], LocalSearchSampler)
     assert isinstance(built["surrogate"], SurrogateSampler)
+    # The hybrid is nanonas's, but its TPE turns draw from a random state kept in the process.
+    hybrid = make("hybrid", search_space=space.distributions(), seed=0, population_size=4)
+    assert isinstance(hybrid, HybridSampler) and "hybrid" not in REPLAYABLE
     nsga2 = make("nsga2", search_space=space.distributions(), seed=0, population_size=6)
     assert isinstance(nsga2, optuna.samplers.NSGAIISampler)
 
