@@ -32,7 +32,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 
 from nanonas import pareto, samplers
-from nanonas.samplers import EvolutionSampler
+from nanonas.samplers import EvolutionSampler, HybridSampler
 from nanonas.samplers.local import LocalSearchSampler
 from nanonas.study import StudyConfig
 
@@ -127,6 +127,22 @@ VARIANTS = {
             population_size=p, crossover_prob=c / 10, seed=seed
         )
         for p, c in ((10, 9), (10, 5), (20, 5), (40, 9))
+    },
+    # The hybrid's hand-over (benchmarks/results/samplers-nb201.md, "Surrogate, then TPE"):
+    # hybrid-h<handoff> hands over to TPE for good, hybrid-h<handoff>-e<every> takes turns.
+    **{
+        f"hybrid-h{h}"
+        + (f"-e{e}" if e else ""): lambda *, search_space, seed, canonical, h=h, e=e, **_: (  # noqa: E501
+            HybridSampler(
+                search_space=search_space,
+                seed=seed,
+                canonical=canonical,
+                handoff=h,
+                every=e or 10**9,  # a turn for the surrogate never comes again
+            )
+        )
+        for h in (10, 15, 25, 30, 35, 40, 50)
+        for e in (0, 2, 3)
     },
     "evolution-pair": lambda *, search_space, seed, population_size, canonical: PairMutation(
         search_space=search_space, seed=seed, population_size=population_size, canonical=canonical
