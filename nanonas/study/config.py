@@ -104,10 +104,17 @@ def _option(default: Any, help: str, kind: str, **more: Any) -> Any:
 class StudyConfig:
     """Everything a search needs; each field is also a CLI flag and a --config TOML key."""
 
-    # TPE by the evidence of benchmarks/results/samplers-nb201.md: on NAS-Bench-201 it beats
-    # NSGA-II on all three datasets at 50, 100 and 200 trials, alone and on the Pareto front.
-    sampler: str = _option(
-        "tpe", "how candidates are proposed", "choice", choices=tuple(samplers.SAMPLERS)
+    # None: by the number of objectives, on the evidence of benchmarks/results/samplers-nb201.md
+    # (NAS-Bench-201, reported seeds 0-29). One: the hybrid, the lowest mean regret at 25, 50
+    # and 100 trials on all three datasets, and on the stand-in landscape of nanonas's own
+    # space at every budget. Several: TPE, whose Pareto sets beat the hybrid's on CIFAR-10.
+    sampler: str | None = _option(
+        None,
+        "how candidates are proposed",
+        "choice",
+        choices=tuple(samplers.SAMPLERS),
+        optional=True,
+        shown="hybrid with one objective, tpe with several",
     )
     pruner: str = _option(
         "median",
@@ -273,6 +280,11 @@ class StudyConfig:
         return len(self.objectives) > 1
 
     @property
+    def sampler_name(self) -> str:
+        """--sampler, or without it the default for the number of objectives."""
+        return self.sampler or ("tpe" if self.multi_objective else "hybrid")
+
+    @property
     def budgets(self) -> dict[str, int]:
         """Size limits by trial attribute (params, flops); empty when there are none."""
         limits = {"params": self.max_params, "flops": self.max_flops}
@@ -290,9 +302,13 @@ class StudyConfig:
         )
 
     def public(self) -> dict[str, Any]:
-        """The settings as JSON values, for the study's attributes: the study name resolved,
-        and never a database password (every dashboard viewer can read them)."""
-        values = dataclasses.asdict(self) | {"storage": mask(self.storage), "study_name": self.name}
+        """The settings as JSON values, for the study's attributes: the study name and sampler
+        resolved, and never a database password (every dashboard viewer can read them)."""
+        values = dataclasses.asdict(self) | {
+            "storage": mask(self.storage),
+            "study_name": self.name,
+            "sampler": self.sampler_name,
+        }
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 

@@ -152,10 +152,10 @@ def optimize(
     # so a resumed study goes on exactly where it stopped. Optuna's samplers keep their random
     # state in memory: a resumed run (or another worker) must not replay the same proposals.
     seed = config.seed
-    if config.sampler not in samplers.REPLAYABLE:
+    if config.sampler_name not in samplers.REPLAYABLE:
         seed = int(np.random.SeedSequence([seed, len(study.trials), worker]).generate_state(1)[0])
     study.sampler = samplers.make(
-        config.sampler,
+        config.sampler_name,
         search_space=space.distributions(config.widths),
         seed=seed,
         population_size=config.population_size,

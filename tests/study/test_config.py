@@ -92,6 +92,17 @@ def test_the_password_of_a_storage_url_is_never_stored():
     assert public["study_name"] == "nanonas-cifar10-accuracy"
 
 
+def test_the_default_sampler_is_chosen_by_the_number_of_objectives():
+    """benchmarks/results/samplers-nb201.md: the hybrid with one objective, TPE with several;
+    a chosen sampler is kept, and the study's settings record the one that ran."""
+    assert StudyConfig().sampler is None and StudyConfig().sampler_name == "hybrid"
+    pareto = StudyConfig(objectives=("accuracy", "params"))
+    assert pareto.sampler_name == "tpe" and pareto.public()["sampler"] == "tpe"
+    chosen = StudyConfig(sampler="nsga2", objectives=("accuracy", "params"))
+    assert chosen.sampler_name == "nsga2" and chosen.public()["sampler"] == "nsga2"
+    assert shown_default("sampler") == "hybrid with one objective, tpe with several"
+
+
 def test_shown_defaults():
     assert shown_default("widths") == "24,32,48,64"
     assert shown_default("max_params") == "none" and shown_default("devices") == "none"
