@@ -105,9 +105,10 @@ class StudyConfig:
     """Everything a search needs; each field is also a CLI flag and a --config TOML key."""
 
     # None: by the number of objectives, on the evidence of benchmarks/results/samplers-nb201.md
-    # (NAS-Bench-201, reported seeds 0-29). One: the hybrid, the lowest mean regret at 25, 50
-    # and 100 trials on all three datasets, and on the stand-in landscape of nanonas's own
-    # space at every budget. Several: TPE, whose Pareto sets beat the hybrid's on CIFAR-10.
+    # (NAS-Bench-201, reported seeds 0-29). One: the hybrid, whose mean regret is below TPE's
+    # at 25, 50 and 100 trials on all three datasets, and the best on the stand-in landscape of
+    # nanonas's own space at every budget. Several: TPE, whose Pareto sets beat the hybrid's on
+    # CIFAR-10.
     sampler: str | None = _option(
         None,
         "how candidates are proposed",
