@@ -31,10 +31,9 @@ from nanonas.study.config import (
     StudyConfig,
     coerce,
     flag_type,
-    preset,
-    presets,
     shown_default,
 )
+from nanonas.study.presets import preset, presets
 from nanonas.study.run import run
 from nanonas.study.summary import next_steps, summary
 

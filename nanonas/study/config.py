@@ -1,7 +1,7 @@
 """StudyConfig: every setting of a search, declared once with its type, range, help and role.
 
     config = StudyConfig(sampler="cmaes", epochs=20)  # checked now: ConfigError names the value
-    config = StudyConfig(**preset("quick"))            # a built-in preset, or a TOML file's path
+    config = StudyConfig(**preset("quick"))            # nanonas.study.presets: a TOML file
 
 Each field is a CLI flag (`--n-trials`), a --config TOML key (`n_trials`) and a keyword of
 `nano_nas()`. Its metadata, an `Option`, says what kind of value it takes (checked in
@@ -10,19 +10,15 @@ nanonas.study.cli builds the parser from these, so no default or help text is wr
 nanonas.study.recipe fixes the recipe fields when a study is created. The few checks that look at
 two fields, or at more than a type and a range, follow the loop over the fields.
 
-Presets are TOML files of these keys shipped inside the package (nanonas/studies/*.toml):
-`--config quick` names one from any directory; a path names any other file.
+Presets, TOML files of these keys, are read by nanonas.study.presets.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 import importlib.util
 import math
-import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from nanonas import data, pruning, records, samplers, space
@@ -31,12 +27,7 @@ from nanonas.storage import check_url, is_sqlite, mask
 from nanonas.storage.urls import parse
 from nanonas.train import TrainConfig
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-__all__ = ["OPTIONS", "Option", "StudyConfig", "coerce", "preset", "presets", "shown_default"]
+__all__ = ["OPTIONS", "Option", "StudyConfig", "coerce", "shown_default"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -383,34 +374,3 @@ def _as_tuple(name: str, value: Any, *, ints: bool) -> tuple:
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be integers, got {value!r}") from None
     return tuple(value)
-
-
-_PRESETS = importlib.resources.files("nanonas") / "studies"
-
-
-def presets() -> list[str]:
-    """The names of the presets shipped with nanonas."""
-    if not _PRESETS.is_dir():  # an install that left the package data out
-        return []
-    return sorted(p.name[: -len(".toml")] for p in _PRESETS.iterdir() if p.name.endswith(".toml"))
-
-
-def preset(name_or_path: str) -> dict[str, Any]:
-    """The StudyConfig keywords of a built-in preset (`quick`) or of a TOML file's path."""
-    path = Path(name_or_path)
-    if path.is_file():
-        text = path.read_text()
-    elif name_or_path in presets():
-        text = (_PRESETS / f"{name_or_path}.toml").read_text()
-    elif path.suffix == ".toml" or len(path.parts) > 1:
-        raise ConfigError(f"--config {name_or_path}: no such file")
-    else:
-        raise ConfigError(
-            f"unknown preset {name_or_path!r}; built-in: {', '.join(presets())} "
-            "(or give the path of a .toml file)"
-        )
-    try:
-        values = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"--config {name_or_path}: not valid TOML ({e})") from None
-    return coerce(values, f"--config {name_or_path}")

@@ -15,7 +15,8 @@ from nanonas.errors import ConfigError
 from nanonas.model import NanoNet, count_flops, count_params
 from nanonas.space import SPACE_VERSION, Architecture
 from nanonas.study import StudyConfig, cli, config_from_args
-from nanonas.study.config import OPTIONS, presets, shown_default
+from nanonas.study.config import OPTIONS, shown_default
+from nanonas.study.presets import presets
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from nanonas.errors import ConfigError
-from nanonas.study import StudyConfig, preset, presets
+from nanonas.study import StudyConfig
 from nanonas.study.config import OPTIONS, shown_default
 
 # A bad value for every field, and what the one-line refusal says.
@@ -108,16 +108,3 @@ def test_shown_defaults():
     assert shown_default("max_params") == "none" and shown_default("devices") == "none"
     assert shown_default("compile") == "off" and shown_default("progress") == "on"
     assert shown_default("study_name") == "nanonas-<dataset>-<objectives>"
-
-
-def test_presets_are_shipped_in_the_package_and_valid(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert presets() == ["cifar10-nsga2", "cifar10-pareto", "quick"]
-    for name in presets():
-        StudyConfig(**preset(name))
-    assert preset("quick")["widths"] == (8, 16)
-    (tmp_path / "broken.toml").write_text("epochs = [")
-    with pytest.raises(ConfigError, match="--config broken.toml: not valid TOML"):
-        preset("broken.toml")
-    with pytest.raises(ConfigError, match="no such file"):
-        preset("sub/quick")
