@@ -56,13 +56,14 @@ class HybridSampler(optuna.samplers.BaseSampler):
         every: int = 2,
         canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
-        self._surrogate = SurrogateSampler(
-            search_space=search_space, seed=seed, canonical=canonical
-        )
+        # Checked here first, so that a bad argument is named as the hybrid's, not the surrogate's.
         self._space = Space(search_space, "HybridSampler", canonical)
         self._seed = check_seed(seed)
         self._handoff = check_int("handoff", handoff, 0)
         self._every = check_int("every", every, 1)
+        self._surrogate = SurrogateSampler(
+            search_space=search_space, seed=seed, canonical=canonical
+        )
         self._tpe = optuna.samplers.TPESampler(seed=self._seed, multivariate=True)
 
     def _tpe_turn(self, trial: FrozenTrial) -> bool:

@@ -187,6 +187,7 @@ def test_ranking_complete_then_pruned_by_accuracy_then_infeasible_by_violation_t
         (SurrogateSampler, {"seed": None}, "seed must be an integer"),
         (HybridSampler, {"handoff": -1}, "handoff must be an integer >= 0, got -1"),
         (HybridSampler, {"every": 0}, "every must be an integer >= 1, got 0"),
+        (HybridSampler, {"search_space": {"lr": FloatDistribution(0.1, 1)}}, "HybridSampler"),
         (HybridSampler, {"search_space": {}}, "non-empty dict"),
         (HybridSampler, {"canonical": 3}, "canonical must be a function"),
     ],
